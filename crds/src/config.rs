@@ -97,8 +97,9 @@ pub struct CompileError {
 /// Compiles resources into a configuration, or lists every problem found.
 pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileError>> {
     let mut errors = Vec::new();
-    let mut tokens: Vec<(IpTokenConfig, Vec<(String, ModelKind, String, Option<PricesMicros>)>, u32)> =
-        Vec::new();
+    /// A token, its models `(name, kind, upstream name, prices)` and its weight.
+    type TokenModels = (IpTokenConfig, Vec<(String, ModelKind, String, Option<PricesMicros>)>, u32);
+    let mut tokens: Vec<TokenModels> = Vec::new();
     let mut ids = HashSet::new();
     for resource in resources {
         let Resource::IpToken(token) = resource;
@@ -106,11 +107,7 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
         let namespace = token.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
         let id = format!("{namespace}/{name}");
         let mut err = |path: &str, message: String| {
-            errors.push(CompileError {
-                resource: format!("IPToken/{id}"),
-                path: path.to_owned(),
-                message,
-            });
+            errors.push(CompileError { resource: format!("IPToken/{id}"), path: path.to_owned(), message });
         };
         if name.is_empty() {
             err("metadata.name", "a name is required".to_owned());
@@ -127,10 +124,9 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
             }
         }
         match spec.provider {
-            ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible if base_url.is_none() => err(
-                "spec.baseUrl",
-                format!("required for provider {}", spec.provider.as_str()),
-            ),
+            ProviderKind::AzureOpenai | ProviderKind::OpenaiCompatible if base_url.is_none() => {
+                err("spec.baseUrl", format!("required for provider {}", spec.provider.as_str()))
+            }
             _ => {}
         }
         if spec.provider == ProviderKind::AzureOpenai && spec.api_version.is_none() {
@@ -193,12 +189,16 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
     let mut routes: BTreeMap<String, ModelRoute> = BTreeMap::new();
     for (index, (config, models, weight)) in tokens.into_iter().enumerate() {
         for (name, kind, upstream_model, prices) in models {
-            let route = routes.entry(name.clone()).or_insert_with(|| ModelRoute { kind, targets: Vec::new() });
+            let route =
+                routes.entry(name.clone()).or_insert_with(|| ModelRoute { kind, targets: Vec::new() });
             if route.kind != kind {
                 errors.push(CompileError {
                     resource: format!("IPToken/{}", config.id),
                     path: "spec.models".to_owned(),
-                    message: format!("model {name:?} is a {kind:?} model here but a {:?} model elsewhere", route.kind),
+                    message: format!(
+                        "model {name:?} is a {kind:?} model here but a {:?} model elsewhere",
+                        route.kind
+                    ),
                 });
             }
             route.targets.push(RouteTarget { ip_token: index, upstream_model, weight, prices });

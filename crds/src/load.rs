@@ -65,10 +65,7 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Parsed, LoadErro
         let field = |name: &str| value.get(name).and_then(serde_yaml::Value::as_str).unwrap_or("");
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         if api_version.is_empty() || kind.is_empty() {
-            return Err(err(
-                ".".to_owned(),
-                "a resource needs `apiVersion` and `kind`".to_owned(),
-            ));
+            return Err(err(".".to_owned(), "a resource needs `apiVersion` and `kind`".to_owned()));
         }
         let group = api_version.split_once('/').map_or("", |(g, _)| g);
         if group != GROUP {
@@ -84,10 +81,7 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Parsed, LoadErro
         let resource = match kind {
             "IPToken" => Resource::IpToken(typed(value, &err)?),
             other => {
-                return Err(err(
-                    "kind".to_owned(),
-                    format!("unknown kind {other:?}; known kinds: IPToken"),
-                ));
+                return Err(err("kind".to_owned(), format!("unknown kind {other:?}; known kinds: IPToken")));
             }
         };
         parsed.resources.push(resource);

@@ -36,19 +36,12 @@ pub fn parse_usd_micros(text: &str) -> Result<u64, MoneyError> {
         return Err(MoneyError::TooPrecise(text.to_owned()));
     }
     let overflow = || MoneyError::Overflow(text.to_owned());
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| overflow())?
-    };
+    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| overflow())? };
     let mut frac_micros: u64 = 0;
     for (i, b) in frac.bytes().enumerate() {
         frac_micros += u64::from(b - b'0') * 10u64.pow(5 - i as u32);
     }
-    whole
-        .checked_mul(MICROS_PER_USD)
-        .and_then(|w| w.checked_add(frac_micros))
-        .ok_or_else(overflow)
+    whole.checked_mul(MICROS_PER_USD).and_then(|w| w.checked_add(frac_micros)).ok_or_else(overflow)
 }
 
 /// Formats micro-USD as a decimal USD string with six places (`"0.000150"`).

@@ -1,0 +1,163 @@
+//! `tollgate keys create|list|revoke`, against a running Tollgate's admin API.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::body::Body;
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tollgate_dataplane::providers::UpstreamClient;
+
+/// `tollgate keys`.
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    /// Base URL of the Tollgate admin API.
+    #[arg(long, env = "TOLLGATE_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub url: String,
+    /// An admin key.
+    #[arg(long, env = "TOLLGATE_API_KEY", global = true, hide_env_values = true)]
+    pub api_key: Option<String>,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it once.
+    Create {
+        /// Who the key is for (a developer, team or agent name).
+        #[arg(long)]
+        principal: String,
+        /// developer, team or agent.
+        #[arg(long, default_value = "developer")]
+        kind: String,
+        /// admin, superuser or developer.
+        #[arg(long, default_value = "developer")]
+        role: String,
+        /// The principal's team.
+        #[arg(long)]
+        team: Option<String>,
+        /// Comma-separated models the key may use (default: all).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Lifetime, like `90s`, `30m`, `12h`, `30d`, `2w`.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// A label for the key.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by id; it stops working at once.
+    Revoke {
+        /// The key's id (from `tollgate keys list`).
+        id: String,
+    },
+}
+
+/// Parses `90s`, `30m`, `12h`, `30d`, `2w` into seconds.
+pub fn parse_lifetime(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().with_context(|| format!("{text:?} is not a lifetime like 30d"))?;
+    let mult = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => bail!("{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
+    };
+    n.checked_mul(mult).filter(|s| *s > 0).with_context(|| format!("{text:?} is out of range"))
+}
+
+async fn call(args: &KeysArgs, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let key = args.api_key.as_deref().context("no admin key: pass --api-key or set TOLLGATE_API_KEY")?;
+    let client = UpstreamClient::new(Duration::from_secs(5), Duration::from_secs(30))?;
+    let url = format!("{}{path}", args.url.trim_end_matches('/'));
+    let body = body.map(|b| serde_json::to_vec(&b)).transpose()?.unwrap_or_default();
+    let request = Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body))?;
+    let response = client.raw(request).await.with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no details");
+        bail!("{url}: HTTP {}: {message}", status.as_u16());
+    }
+    Ok(value)
+}
+
+/// Runs a keys command.
+pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
+    match &args.command {
+        KeysCommand::Create { principal, kind, role, team, models, expires_in, name } => {
+            let expires = expires_in.as_deref().map(parse_lifetime).transpose()?;
+            let body = json!({
+                "name": name,
+                "principal": { "kind": kind, "name": principal, "role": role, "team": team },
+                "models": models,
+                "expiresInSeconds": expires,
+            });
+            let v = call(&args, Method::POST, "/api/v1/keys", Some(body)).await?;
+            let key = v.get("key").and_then(Value::as_str).unwrap_or_default();
+            let id = v.pointer("/record/id").and_then(Value::as_str).unwrap_or_default();
+            println!("{key}");
+            eprintln!("key id {id}: store the key now, it is not shown again");
+        }
+        KeysCommand::List => {
+            let v = call(&args, Method::GET, "/api/v1/keys", None).await?;
+            println!(
+                "{:<38} {:<10} {:<10} {:<20} {:<10} STATUS",
+                "ID", "PREFIX", "KIND", "PRINCIPAL", "ROLE"
+            );
+            let now = tollgate_dataplane::now_ms();
+            for k in v.get("keys").and_then(Value::as_array).into_iter().flatten() {
+                let s = |p: &str| k.pointer(p).and_then(Value::as_str).unwrap_or("-").to_owned();
+                let status = if k.get("revokedAtMs").is_some_and(|v| !v.is_null()) {
+                    "revoked"
+                } else if k.get("expiresAtMs").and_then(Value::as_i64).is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<38} {:<10} {:<10} {:<20} {:<10} {status}",
+                    s("/id"),
+                    s("/displayPrefix"),
+                    s("/principal/kind"),
+                    s("/principal/name"),
+                    s("/principal/role")
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            call(&args, Method::DELETE, &format!("/api/v1/keys/{id}"), None).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_lifetime("90s").unwrap(), 90);
+        assert_eq!(parse_lifetime("30d").unwrap(), 2_592_000);
+        assert_eq!(parse_lifetime("15").unwrap(), 15);
+        assert!(parse_lifetime("0s").is_err());
+        assert!(parse_lifetime("3y").is_err());
+        assert!(parse_lifetime("").is_err());
+    }
+}

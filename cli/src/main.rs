@@ -1,0 +1,51 @@
+//! `tollgate`: the CLI. `tollgate up` runs the whole product in one process (standalone
+//! mode); the other commands talk to a running Tollgate's admin API or check resources.
+
+mod keys;
+mod resources;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+/// Tollgate: the governance gateway between AI agents and the LLMs and tools they use.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Tollgate standalone: gateway and control plane in one process, on SQLite.
+    Up(up::UpArgs),
+    /// Manage virtual keys through the admin API.
+    Keys(keys::KeysArgs),
+    /// Check resource files without running anything: parse, validate, compile.
+    Validate(resources::ValidateArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Keys(args) => keys::run(args).await,
+            Command::Validate(args) => resources::validate(args),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The HTTP API (axum): OpenAI- and Anthropic-compatible endpoints, health and readiness.
+//! One [`router`] serves `main`, the standalone CLI and the tests.
+
+mod models;
+mod proxy;
+pub mod validate;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+
+use crate::Shared;
+use crate::error::{ApiError, ApiFormat};
+
+/// The data plane's routes. Unknown paths and wrong methods answer in OpenAI's error format.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions).fallback(method_not_allowed))
+        .route("/v1/messages", post(messages).fallback(method_not_allowed_anthropic))
+        .route("/v1/embeddings", post(embeddings).fallback(method_not_allowed))
+        .route("/v1/models", get(models::list).fallback(method_not_allowed))
+        .route("/v1/models/{*model}", get(models::get_one).fallback(method_not_allowed))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+async fn chat_completions(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    proxy::handle(shared, proxy::Endpoint::ChatCompletions, request).await
+}
+
+async fn messages(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    proxy::handle(shared, proxy::Endpoint::Messages, request).await
+}
+
+async fn embeddings(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    proxy::handle(shared, proxy::Endpoint::Embeddings, request).await
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    let format = if request.uri().path().starts_with("/v1/messages") {
+        ApiFormat::Anthropic
+    } else {
+        ApiFormat::OpenAi
+    };
+    ApiError::not_found("unknown_url", format!("unknown path {}", sanitize_path(request.uri().path())))
+        .into_response(format)
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::method_not_allowed().into_response(ApiFormat::OpenAi)
+}
+
+async fn method_not_allowed_anthropic() -> Response {
+    ApiError::method_not_allowed().into_response(ApiFormat::Anthropic)
+}
+
+/// Paths are echoed in errors; keep them short and printable.
+fn sanitize_path(path: &str) -> String {
+    path.chars().take(200).filter(|c| !c.is_control()).collect()
+}
+
+/// Reads a request body up to `limit` bytes (413 beyond it, judged by `Content-Length` first).
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::too_large(limit))
+        }
+        Err(_) => Err(ApiError::invalid("the request body could not be read", None)),
+    }
+}
+
+/// Parses a JSON body, naming line and column on failure.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid("the request body is empty; expected a JSON object", None));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Eof => "ends too early",
+            _ => "is not valid JSON",
+        };
+        let detail = e.to_string();
+        let detail = detail.split(" at line ").next().unwrap_or_default();
+        ApiError::invalid(
+            format!("the request body {what} at line {} column {}: {detail}", e.line(), e.column()),
+            None,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_line_and_column() {
+        let e = parse_json(b"{\n  \"model\": ,\n}").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("line 2 column 12"), "{}", e.message);
+        let e = parse_json(b"{\"a\": ").unwrap_err();
+        assert!(e.message.contains("ends too early"), "{}", e.message);
+        assert!(parse_json(b"  ").unwrap_err().message.contains("empty"));
+    }
+}

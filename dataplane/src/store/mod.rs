@@ -1,0 +1,246 @@
+//! The database: virtual keys and usage records, on SQLite (standalone) or PostgreSQL
+//! (production). One migration set per backend; queries are written once with `$N`
+//! placeholders, which both backends accept.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::auth::{KeyRecord, Principal, PrincipalKind, Role};
+use crate::error::{Error, Result};
+use crate::usage::UsageRecord;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A connection pool to one of the supported databases.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A SQLite file (WAL mode).
+    Sqlite(SqlitePool),
+    /// A PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store holds.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => $body,
+            Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Decodes a `virtual_keys` row (a macro because the row type differs per backend).
+macro_rules! key_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        (|| -> Result<KeyRecord> {
+            let hash: Vec<u8> = row.try_get("key_hash")?;
+            let models: String = row.try_get("allowed_models")?;
+            let kind: String = row.try_get("principal_kind")?;
+            let role: String = row.try_get("role")?;
+            let bad = |what: &str, v: &str| Error::Config(format!("stored key has an unknown {what} {v:?}"));
+            Ok(KeyRecord {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                display_prefix: row.try_get("display_prefix")?,
+                principal: Principal {
+                    kind: PrincipalKind::parse(&kind).ok_or_else(|| bad("principal kind", &kind))?,
+                    name: row.try_get("principal_name")?,
+                    role: Role::parse(&role).ok_or_else(|| bad("role", &role))?,
+                    team: row.try_get("team")?,
+                },
+                allowed_models: serde_json::from_str(&models).unwrap_or_default(),
+                created_at_ms: row.try_get("created_at_ms")?,
+                expires_at_ms: row.try_get("expires_at_ms")?,
+                revoked_at_ms: row.try_get("revoked_at_ms")?,
+                hash: hash.try_into().map_err(|_| bad("hash length", ""))?,
+            })
+        })()
+    }};
+}
+
+const KEY_COLUMNS: &str = "id, key_hash, display_prefix, name, principal_kind, principal_name, role, team, \
+     allowed_models, created_at_ms, expires_at_ms, revoked_at_ms";
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` creates the file; `postgres://...`) and migrates.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let store = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
+            Self::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
+            Self::Postgres(pool)
+        } else {
+            return Err(Error::DatabaseUrl(url.to_owned()));
+        };
+        Ok(store)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.is_ok())
+    }
+
+    /// Stores a new key record.
+    pub async fn insert_key(&self, record: &KeyRecord) -> Result<()> {
+        let models = serde_json::to_string(&record.allowed_models).unwrap_or_else(|_| "[]".into());
+        let sql = format!(
+            "INSERT INTO virtual_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        with_pool!(self, pool => {
+            sqlx::query(&sql)
+                .bind(&record.id)
+                .bind(record.hash.as_slice())
+                .bind(&record.display_prefix)
+                .bind(&record.name)
+                .bind(record.principal.kind.as_str())
+                .bind(&record.principal.name)
+                .bind(record.principal.role.as_str())
+                .bind(&record.principal.team)
+                .bind(&models)
+                .bind(record.created_at_ms)
+                .bind(record.expires_at_ms)
+                .bind(record.revoked_at_ms)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Every key, revoked ones included, oldest first.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM virtual_keys ORDER BY created_at_ms, id");
+        with_pool!(self, pool => {
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            rows.iter().map(|row| key_from_row!(row)).collect()
+        })
+    }
+
+    /// Finds one key by its hash (a cache miss).
+    pub async fn find_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM virtual_keys WHERE key_hash = $1");
+        with_pool!(self, pool => {
+            let row = sqlx::query(&sql).bind(hash.as_slice()).fetch_optional(pool).await?;
+            row.as_ref().map(|row| key_from_row!(row)).transpose()
+        })
+    }
+
+    /// Marks a key revoked. Returns whether a key with that id existed.
+    pub async fn revoke_key(&self, id: &str, at_ms: i64) -> Result<bool> {
+        let sql = "UPDATE virtual_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $1) WHERE id = $2";
+        let affected = with_pool!(self, pool => {
+            sqlx::query(sql).bind(at_ms).bind(id).execute(pool).await?.rows_affected()
+        });
+        Ok(affected > 0)
+    }
+
+    /// Writes a batch of usage records in one transaction.
+    pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let sql = "INSERT INTO usage_records (request_id, ts_ms, key_id, principal_kind, principal_name, \
+             endpoint, model, upstream_model, provider, ip_token, stream, input_tokens, output_tokens, \
+             cached_input_tokens, latency_ms, status, error_class) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for r in records {
+                sqlx::query(sql)
+                    .bind(&r.request_id)
+                    .bind(r.ts_ms)
+                    .bind(&r.key_id)
+                    .bind(&r.principal_kind)
+                    .bind(&r.principal_name)
+                    .bind(r.endpoint)
+                    .bind(&r.model)
+                    .bind(&r.upstream_model)
+                    .bind(&r.provider)
+                    .bind(&r.ip_token)
+                    .bind(r.stream)
+                    .bind(clamp_i64(r.input_tokens))
+                    .bind(clamp_i64(r.output_tokens))
+                    .bind(clamp_i64(r.cached_input_tokens))
+                    .bind(clamp_i64(r.latency_ms))
+                    .bind(i32::from(r.status))
+                    .bind(r.error_class)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Usage records, newest first (for tests and the admin API).
+    pub async fn recent_usage(&self, limit: i64) -> Result<Vec<UsageRow>> {
+        let sql = "SELECT request_id, ts_ms, principal_name, endpoint, model, provider, ip_token, stream, \
+             input_tokens, output_tokens, latency_ms, status, error_class \
+             FROM usage_records ORDER BY id DESC LIMIT $1";
+        with_pool!(self, pool => {
+            let rows = sqlx::query(sql).bind(limit).fetch_all(pool).await?;
+            rows.iter()
+                .map(|row| -> Result<UsageRow> {
+                    Ok(UsageRow {
+                        request_id: row.try_get("request_id")?,
+                        ts_ms: row.try_get("ts_ms")?,
+                        principal_name: row.try_get("principal_name")?,
+                        endpoint: row.try_get("endpoint")?,
+                        model: row.try_get("model")?,
+                        provider: row.try_get("provider")?,
+                        ip_token: row.try_get("ip_token")?,
+                        stream: row.try_get("stream")?,
+                        input_tokens: row.try_get("input_tokens")?,
+                        output_tokens: row.try_get("output_tokens")?,
+                        latency_ms: row.try_get("latency_ms")?,
+                        status: row.try_get("status")?,
+                        error_class: row.try_get("error_class")?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// A usage record as read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageRow {
+    pub request_id: String,
+    pub ts_ms: i64,
+    pub principal_name: Option<String>,
+    pub endpoint: String,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub ip_token: Option<String>,
+    pub stream: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub latency_ms: i64,
+    pub status: i32,
+    pub error_class: Option<String>,
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
