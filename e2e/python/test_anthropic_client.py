@@ -1,0 +1,62 @@
+"""The official `anthropic` package against `/v1/messages`, changing only base URL and key."""
+
+import anthropic
+import pytest
+
+TOOL = {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+CALLS = '[{"name": "get_weather", "arguments": {"city": "Oslo"}}]'
+
+
+@pytest.fixture()
+def client(tollgate, dev_key):
+    return anthropic.Anthropic(base_url=tollgate.url, api_key=dev_key, max_retries=0)
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "mock-1"])  # native, then translated to an OpenAI-wire upstream
+def test_messages_non_streaming(client, model):
+    m = client.messages.create(model=model, max_tokens=100, system="be nice", messages=[{"role": "user", "content": "hi claude"}])
+    assert m.type == "message" and m.role == "assistant"
+    assert m.content[0].type == "text" and m.content[0].text == "Mock reply to: hi claude"
+    assert m.stop_reason == "end_turn"
+    assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "mock-1"])
+def test_messages_streaming(client, model):
+    with client.messages.stream(model=model, max_tokens=100, messages=[{"role": "user", "content": "stream it"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "Mock reply to: stream it"
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "mock-1"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_use(client, model, stream):
+    kwargs = dict(model=model, max_tokens=100, tools=[TOOL], messages=[{"role": "user", "content": "weather in Oslo"}],
+                  extra_headers={"x-mock-tool-calls": CALLS})
+    if stream:
+        with client.messages.stream(**kwargs) as s:
+            m = s.get_final_message()
+    else:
+        m = client.messages.create(**kwargs)
+    assert m.stop_reason == "tool_use"
+    use = [b for b in m.content if b.type == "tool_use"][0]
+    assert use.name == "get_weather" and use.input == {"city": "Oslo"}
+    follow = client.messages.create(
+        model=model, max_tokens=100, tools=[TOOL], extra_headers={"x-mock-reply": "Cold."},
+        messages=[{"role": "user", "content": "weather in Oslo"},
+                  {"role": "assistant", "content": [b.model_dump() for b in m.content]},
+                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "-5C"}]}])
+    assert follow.content[0].text == "Cold."
+
+
+def test_errors(client, tollgate):
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=tollgate.url, api_key="tg-bad", max_retries=0).messages.create(
+            model="claude-mock", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model="claude-mock", max_tokens=5, messages=[{"role": "system", "content": "x"}])
