@@ -118,34 +118,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let shutdown_gateway = gateway.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            tollgate_dataplane::shutdown_signal().await;
             shutdown_gateway.set_ready(false);
             tracing::info!("shutting down: finishing in-flight requests");
         })
         .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 /// Re-reads the resources every `seconds`; applies a configuration whose hash changed.

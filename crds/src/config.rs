@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::budget::{Budget, BudgetPeriod, Enforcement, OnExhausted, SubjectKind};
 use crate::iptoken::{ModelKind, ModelPrices, SecretRef};
 use crate::money::parse_usd_micros;
 use crate::{ProviderKind, Resource};
@@ -21,6 +22,37 @@ pub struct DataPlaneConfig {
     pub ip_tokens: Vec<IpTokenConfig>,
     /// Model name → the IP tokens serving it.
     pub models: BTreeMap<String, ModelRoute>,
+    /// Every budget, sorted by id; `parent` indexes into this list.
+    #[serde(default)]
+    pub budgets: Vec<BudgetConfig>,
+}
+
+/// A budget as the gateway enforces it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetConfig {
+    /// `namespace/name`.
+    pub id: String,
+    /// Who it is for.
+    pub subject_kind: SubjectKind,
+    /// The subject's name.
+    pub subject_name: String,
+    /// The limit in micro-USD.
+    pub limit_micros: u64,
+    /// The period.
+    pub period: BudgetPeriod,
+    /// IANA time zone of calendar periods.
+    pub time_zone: String,
+    /// Hard (refuse) or soft (alert).
+    pub hard: bool,
+    /// Alert thresholds in percent, ascending.
+    pub alert_thresholds: Vec<u32>,
+    /// Index of the parent budget in [`DataPlaneConfig::budgets`].
+    pub parent: Option<usize>,
+    /// Models allowed under this budget (empty: all).
+    pub allowed_models: Vec<String>,
+    /// What happens at the limit.
+    pub on_exhausted: OnExhausted,
 }
 
 /// One provider credential as the gateway sees it.
@@ -101,8 +133,15 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
     type TokenModels = (IpTokenConfig, Vec<(String, ModelKind, String, Option<PricesMicros>)>, u32);
     let mut tokens: Vec<TokenModels> = Vec::new();
     let mut ids = HashSet::new();
+    let mut budgets = Vec::new();
     for resource in resources {
-        let Resource::IpToken(token) = resource;
+        let token = match resource {
+            Resource::IpToken(token) => token,
+            Resource::Budget(budget) => {
+                budgets.push(budget);
+                continue;
+            }
+        };
         let name = token.metadata.name.clone().unwrap_or_default();
         let namespace = token.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
         let id = format!("{namespace}/{name}");
@@ -205,12 +244,136 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
         }
         ip_tokens.push(config);
     }
+    let budgets = compile_budgets(&budgets, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut config = DataPlaneConfig { hash: String::new(), ip_tokens, models: routes };
+    let mut config = DataPlaneConfig { hash: String::new(), ip_tokens, models: routes, budgets };
     config.hash = config.content_hash();
     Ok(config)
+}
+
+fn compile_budgets(budgets: &[&Budget], errors: &mut Vec<CompileError>) -> Vec<BudgetConfig> {
+    let id_of = |b: &Budget| {
+        let ns = b.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
+        (ns.clone(), format!("{ns}/{}", b.metadata.name.clone().unwrap_or_default()))
+    };
+    let mut sorted: Vec<&Budget> = budgets.to_vec();
+    sorted.sort_by_key(|b| id_of(b).1);
+    let index: BTreeMap<String, usize> = sorted.iter().enumerate().map(|(i, b)| (id_of(b).1, i)).collect();
+    let mut out = Vec::with_capacity(sorted.len());
+    let mut ids = HashSet::new();
+    let mut subjects: BTreeMap<(SubjectKind, String, String), String> = BTreeMap::new();
+    for budget in &sorted {
+        let (namespace, id) = id_of(budget);
+        let mut err = |path: &str, message: String| {
+            errors.push(CompileError { resource: format!("Budget/{id}"), path: path.to_owned(), message });
+        };
+        if budget.metadata.name.as_deref().unwrap_or("").is_empty() {
+            err("metadata.name", "a name is required".to_owned());
+        }
+        if !ids.insert(id.clone()) {
+            err("metadata.name", "defined more than once".to_owned());
+        }
+        let spec = &budget.spec;
+        if spec.subject.name.trim().is_empty() {
+            err("spec.subject.name", "must not be empty".to_owned());
+        }
+        let subject_key = (spec.subject.kind, spec.subject.name.clone(), namespace.clone());
+        if let Some(other) = subjects.insert(subject_key, id.clone()) {
+            err(
+                "spec.subject",
+                format!("{} {:?} already has budget {other}", spec.subject.kind.as_str(), spec.subject.name),
+            );
+        }
+        let limit_micros = parse_usd_micros(&spec.limit).unwrap_or_else(|e| {
+            err("spec.limit", e.to_string());
+            0
+        });
+        let period = spec.period.parse::<BudgetPeriod>().unwrap_or_else(|e| {
+            err("spec.period", e);
+            BudgetPeriod::Total
+        });
+        let time_zone = spec.time_zone.clone().unwrap_or_else(|| "UTC".to_owned());
+        if time_zone.parse::<chrono_tz::Tz>().is_err() {
+            err("spec.timeZone", format!("{time_zone:?} is not an IANA time zone (like Europe/Berlin)"));
+        }
+        let mut thresholds = spec.alert_thresholds.clone();
+        for (i, t) in thresholds.iter().enumerate() {
+            if *t == 0 || *t > 1000 {
+                err(
+                    &format!("spec.alertThresholds[{i}]"),
+                    format!("{t} is not a percentage between 1 and 1000"),
+                );
+            }
+        }
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        let on_exhausted = spec.on_exhausted.parse::<OnExhausted>().unwrap_or_else(|e| {
+            err("spec.onExhausted", e);
+            OnExhausted::Block
+        });
+        let parent = match &spec.parent {
+            None => None,
+            Some(p) => {
+                let pid = format!("{namespace}/{p}");
+                match index.get(&pid) {
+                    Some(i) => Some(*i),
+                    None => {
+                        err("spec.parent", format!("no Budget {p:?} in namespace {namespace:?}"));
+                        None
+                    }
+                }
+            }
+        };
+        out.push(BudgetConfig {
+            id,
+            subject_kind: spec.subject.kind,
+            subject_name: spec.subject.name.trim().to_owned(),
+            limit_micros,
+            period,
+            time_zone,
+            hard: spec.enforcement == Enforcement::Hard,
+            alert_thresholds: thresholds,
+            parent,
+            allowed_models: spec.allowed_models.clone(),
+            on_exhausted,
+        });
+    }
+    // A parent chain must end: walking more steps than there are budgets means a cycle.
+    for (i, b) in out.iter().enumerate() {
+        let mut at = b.parent;
+        let mut steps = 0;
+        while let Some(p) = at {
+            steps += 1;
+            if p == i || steps > out.len() {
+                errors.push(CompileError {
+                    resource: format!("Budget/{}", b.id),
+                    path: "spec.parent".to_owned(),
+                    message: "the parent chain loops back to this budget".to_owned(),
+                });
+                break;
+            }
+            at = out.get(p).and_then(|x| x.parent);
+        }
+    }
+    out
+}
+
+impl BudgetConfig {
+    /// This budget and its ancestors, nearest first (indices into `budgets`).
+    pub fn chain(budgets: &[BudgetConfig], start: usize) -> Vec<usize> {
+        let mut chain = vec![start];
+        let mut at = budgets.get(start).and_then(|b| b.parent);
+        while let Some(p) = at {
+            if chain.contains(&p) || chain.len() > budgets.len() {
+                break;
+            }
+            chain.push(p);
+            at = budgets.get(p).and_then(|b| b.parent);
+        }
+        chain
+    }
 }
 
 fn compile_prices(p: &ModelPrices) -> Result<PricesMicros, (&'static str, String)> {
@@ -226,7 +389,7 @@ fn compile_prices(p: &ModelPrices) -> Result<PricesMicros, (&'static str, String
 impl DataPlaneConfig {
     /// SHA-256 (hex) of everything but the hash itself.
     pub fn content_hash(&self) -> String {
-        let body = serde_json::to_vec(&(&self.ip_tokens, &self.models)).unwrap_or_default();
+        let body = serde_json::to_vec(&(&self.ip_tokens, &self.models, &self.budgets)).unwrap_or_default();
         Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -312,6 +475,65 @@ spec:
         assert!(paths.contains(&("IPToken/default/b", "spec.secretRef")), "{errors:?}");
         assert!(paths.contains(&("IPToken/default/a", "spec.baseUrl")), "{errors:?}");
         assert!(paths.contains(&("IPToken/default/b", "spec.models[0].prices.outputPerMtok")), "{errors:?}");
+    }
+
+    const BUDGETS: &str = r#"
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: org}
+spec: {subject: {kind: team, name: everyone}, limit: "1000", period: monthly, timeZone: Europe/Berlin}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: payments}
+spec:
+  subject: {kind: team, name: payments}
+  limit: "100.5"
+  period: daily
+  parent: org
+  alertThresholds: [90, 50, 50]
+  onExhausted: "downgrade:mock-1"
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: alice}
+spec: {subject: {kind: developer, name: alice}, limit: "5", period: 6h, parent: payments, enforcement: soft}
+"#;
+
+    #[test]
+    fn compiles_budget_trees() {
+        let c = compile_yaml(BUDGETS).unwrap();
+        let ids: Vec<&str> = c.budgets.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["default/alice", "default/org", "default/payments"]);
+        assert_eq!(BudgetConfig::chain(&c.budgets, 0), vec![0, 2, 1]);
+        let p = &c.budgets[2];
+        assert_eq!(p.limit_micros, 100_500_000);
+        assert_eq!(p.alert_thresholds, vec![50, 90]);
+        assert_eq!(p.on_exhausted, OnExhausted::Downgrade("mock-1".into()));
+        assert!(!c.budgets[0].hard);
+        assert_eq!(c.budgets[0].period, BudgetPeriod::EverySeconds(21_600));
+    }
+
+    #[test]
+    fn budget_errors_name_the_field() {
+        let bad = BUDGETS
+            .replace("parent: org", "parent: nobody")
+            .replace("\"100.5\"", "\"lots\"")
+            .replace("Europe/Berlin", "Mars/Olympus")
+            .replace("[90, 50, 50]", "[0]");
+        let errors = compile_yaml(&bad).unwrap_err();
+        let paths: Vec<_> = errors.iter().map(|e| (e.resource.as_str(), e.path.as_str())).collect();
+        for want in [
+            ("Budget/default/payments", "spec.parent"),
+            ("Budget/default/payments", "spec.limit"),
+            ("Budget/default/org", "spec.timeZone"),
+            ("Budget/default/payments", "spec.alertThresholds[0]"),
+        ] {
+            assert!(paths.contains(&want), "{want:?} missing from {errors:?}");
+        }
+        let cyclic = BUDGETS.replace("period: monthly,", "period: monthly, parent: alice,");
+        let errors = compile_yaml(&cyclic).unwrap_err();
+        assert!(errors.iter().any(|e| e.message.contains("loops")), "{errors:?}");
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! (versioned by a content hash). No network code lives here, so the operator, the CLI and
 //! the data plane can all share it.
 
+pub mod budget;
 pub mod config;
 pub mod iptoken;
 pub mod load;
 pub mod money;
 
+pub use budget::{Budget, BudgetSpec};
 pub use config::{CompileError, DataPlaneConfig, compile};
 pub use iptoken::{IpToken, IpTokenSpec, ProviderKind};
 pub use load::{LoadError, Resource, parse_documents};
@@ -21,3 +23,14 @@ pub const GROUP: &str = "tollgate.dev";
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in YAML documents.
 pub const API_VERSION: &str = "tollgate.dev/v1alpha1";
+
+/// Every CRD as one multi-document YAML string (what `crdgen` prints).
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    let mut out = String::new();
+    for crd in [IpToken::crd(), Budget::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}

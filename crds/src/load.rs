@@ -6,13 +6,15 @@
 
 use serde::Deserialize;
 
-use crate::{API_VERSION, GROUP, IpToken};
+use crate::{API_VERSION, Budget, GROUP, IpToken};
 
 /// One Tollgate resource, of any kind.
 #[derive(Debug, Clone)]
 pub enum Resource {
     /// An `IPToken`.
     IpToken(IpToken),
+    /// A `Budget`.
+    Budget(Budget),
 }
 
 impl Resource {
@@ -20,6 +22,7 @@ impl Resource {
     pub fn display_name(&self) -> String {
         match self {
             Self::IpToken(t) => format!("IPToken/{}", t.metadata.name.as_deref().unwrap_or("")),
+            Self::Budget(b) => format!("Budget/{}", b.metadata.name.as_deref().unwrap_or("")),
         }
     }
 }
@@ -80,8 +83,12 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Parsed, LoadErro
         }
         let resource = match kind {
             "IPToken" => Resource::IpToken(typed(value, &err)?),
+            "Budget" => Resource::Budget(typed(value, &err)?),
             other => {
-                return Err(err("kind".to_owned(), format!("unknown kind {other:?}; known kinds: IPToken")));
+                return Err(err(
+                    "kind".to_owned(),
+                    format!("unknown kind {other:?}; known kinds: IPToken, Budget"),
+                ));
             }
         };
         parsed.resources.push(resource);
@@ -124,7 +131,7 @@ spec:
         let parsed = parse_documents("a.yaml", GOOD).unwrap();
         assert_eq!(parsed.resources.len(), 1);
         assert_eq!(parsed.skipped, vec![(0, "v1/Namespace".to_owned())]);
-        let Resource::IpToken(t) = &parsed.resources[0];
+        let Resource::IpToken(t) = &parsed.resources[0] else { panic!("not an IPToken") };
         assert_eq!(t.spec.weight, 1);
         assert_eq!(t.spec.models[0].name, "gpt-4o-mini");
     }

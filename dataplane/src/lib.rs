@@ -9,10 +9,12 @@
 //! [`Gateway::apply_config`].
 
 pub mod auth;
+pub mod cost;
 pub mod error;
 pub mod http;
 pub mod providers;
 pub mod runtime;
+pub mod safety;
 pub mod secrets;
 pub mod store;
 pub mod translate;
@@ -140,4 +142,20 @@ impl Gateway {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Resolves on SIGINT or SIGTERM (what Kubernetes sends before killing a pod).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
 }

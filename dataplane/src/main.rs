@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = gateway.clone();
     axum::serve(listener, gateway.router())
         .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            tollgate_dataplane::shutdown_signal().await;
             shutdown.set_ready(false);
         })
         .await?;

@@ -1,0 +1,233 @@
+//! `Budget`: money allocated to a developer, team, agent or namespace, enforced by the
+//! gateway on every request (reserve the worst case, settle the actual cost).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Money allocated to a subject for a period.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "tollgate.dev",
+    version = "v1alpha1",
+    kind = "Budget",
+    namespaced,
+    status = "BudgetStatus",
+    shortname = "bud",
+    printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject.name"}"#,
+    printcolumn = r#"{"name":"Spent","type":"string","jsonPath":".status.spent"}"#,
+    printcolumn = r#"{"name":"Limit","type":"string","jsonPath":".spec.limit"}"#,
+    printcolumn = r#"{"name":"Period","type":"string","jsonPath":".spec.period"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// Who the money is for.
+    pub subject: BudgetSubject,
+    /// The limit in USD as a decimal string (`"250"`, `"12.50"`); exact to one micro-USD.
+    pub limit: String,
+    /// `daily`, `weekly` (ISO weeks, from Monday), `monthly`, `total` (never resets), or a
+    /// duration such as `6h`, `30m`, `2d`, `1w` (windows aligned to the Unix epoch).
+    pub period: String,
+    /// IANA time zone the calendar periods follow (default `UTC`), e.g. `Europe/Berlin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// `hard` refuses requests that could exceed the limit; `soft` lets them through and
+    /// raises an alert.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// Percentages of the limit at which an alert is raised, once per period each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_thresholds: Vec<u32>,
+    /// Name of the parent Budget in the same namespace: every charge also counts against
+    /// the parent and its ancestors, and a request is admitted only if all have room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Models the subject may use under this budget (empty: no restriction).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_models: Vec<String>,
+    /// What happens when the limit is reached: `block` (429), `downgrade:<model>` (serve a
+    /// cheaper model instead, said in a response header) or `suspend-agents` (block, and in
+    /// Kubernetes scale the subject's agents to zero until the next period).
+    #[serde(default = "default_on_exhausted")]
+    pub on_exhausted: String,
+}
+
+fn default_on_exhausted() -> String {
+    "block".to_owned()
+}
+
+/// Who a budget is for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetSubject {
+    /// `developer`, `team`, `agent` or `namespace`.
+    pub kind: SubjectKind,
+    /// The developer's, team's, agent's or namespace's name.
+    pub name: String,
+}
+
+/// Kinds of budget subjects.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectKind {
+    /// A person.
+    Developer,
+    /// A team: its own key and every member's requests.
+    Team,
+    /// An agent workload.
+    Agent,
+    /// Every agent in a Kubernetes namespace.
+    Namespace,
+}
+
+impl SubjectKind {
+    /// The name used in resources.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Developer => "developer",
+            Self::Team => "team",
+            Self::Agent => "agent",
+            Self::Namespace => "namespace",
+        }
+    }
+}
+
+/// Hard or soft.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Never exceeded: requests that could exceed it are refused.
+    #[default]
+    Hard,
+    /// Alerts only.
+    Soft,
+}
+
+/// Observed state of a budget.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// USD spent in the current period (settled charges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<String>,
+    /// USD held by requests in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<String>,
+    /// USD left in the current period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<String>,
+    /// Start of the current period (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_start: Option<String>,
+    /// End of the current period (RFC 3339), absent for `total`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_end: Option<String>,
+    /// Standard conditions (`Accepted`, `BudgetExhausted`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A budget period, parsed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum BudgetPeriod {
+    /// Calendar day.
+    Daily,
+    /// ISO week from Monday.
+    Weekly,
+    /// Calendar month.
+    Monthly,
+    /// Never resets.
+    Total,
+    /// Fixed windows of this many seconds, aligned to the Unix epoch.
+    EverySeconds(u64),
+}
+
+impl std::str::FromStr for BudgetPeriod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Ok(match s {
+            "daily" => Self::Daily,
+            "weekly" => Self::Weekly,
+            "monthly" => Self::Monthly,
+            "total" => Self::Total,
+            _ => {
+                let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+                let (n, unit) = s.split_at(split);
+                let bad = || {
+                    format!("{s:?} is not a period: use daily, weekly, monthly, total or a duration like 6h")
+                };
+                let n: u64 = n.parse().map_err(|_| bad())?;
+                let mult = match unit {
+                    "s" => 1,
+                    "m" => 60,
+                    "h" => 3600,
+                    "d" => 86_400,
+                    "w" => 604_800,
+                    _ => return Err(bad()),
+                };
+                let secs = n
+                    .checked_mul(mult)
+                    .filter(|v| *v >= 60)
+                    .ok_or_else(|| format!("{s:?}: a duration period must be at least one minute"))?;
+                Self::EverySeconds(secs)
+            }
+        })
+    }
+}
+
+/// What happens at the limit, parsed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum OnExhausted {
+    /// Refuse with 429.
+    Block,
+    /// Serve this model instead.
+    Downgrade(String),
+    /// Refuse, and scale the subject's agents to zero until the next period.
+    SuspendAgents,
+}
+
+impl std::str::FromStr for OnExhausted {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "block" => Ok(Self::Block),
+            "suspend-agents" => Ok(Self::SuspendAgents),
+            other => match other.strip_prefix("downgrade:") {
+                Some(model) if !model.trim().is_empty() => Ok(Self::Downgrade(model.trim().to_owned())),
+                Some(_) => Err("downgrade needs a model: `downgrade:<model>`".to_owned()),
+                None => Err(format!("{other:?}: expected block, downgrade:<model> or suspend-agents")),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse() {
+        assert_eq!("daily".parse::<BudgetPeriod>(), Ok(BudgetPeriod::Daily));
+        assert_eq!("6h".parse::<BudgetPeriod>(), Ok(BudgetPeriod::EverySeconds(21_600)));
+        assert_eq!("1w".parse::<BudgetPeriod>(), Ok(BudgetPeriod::EverySeconds(604_800)));
+        assert!("30s".parse::<BudgetPeriod>().is_err());
+        assert!("yearly".parse::<BudgetPeriod>().is_err());
+        assert!("h".parse::<BudgetPeriod>().is_err());
+    }
+
+    #[test]
+    fn on_exhausted_parses() {
+        assert_eq!("downgrade:mock-1".parse::<OnExhausted>(), Ok(OnExhausted::Downgrade("mock-1".into())));
+        assert!("downgrade:".parse::<OnExhausted>().is_err());
+        assert!("explode".parse::<OnExhausted>().is_err());
+    }
+}

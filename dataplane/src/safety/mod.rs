@@ -1,0 +1,1 @@
+//! safety service (in progress).

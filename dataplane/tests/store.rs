@@ -1,0 +1,87 @@
+//! The store against real databases: a fresh SQLite file, and PostgreSQL in a database of
+//! its own (created and dropped by the test; server from `TOLLGATE_TEST_POSTGRES_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/postgres`).
+
+use sqlx::Connection;
+use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
+use tollgate_dataplane::store::Store;
+use tollgate_dataplane::usage::UsageRecord;
+
+fn admin_url() -> String {
+    std::env::var("TOLLGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn exercise(store: Store) {
+    assert!(store.ping().await);
+    let keys = KeyService::load(store.clone()).await.unwrap();
+    let p = Principal { kind: PrincipalKind::Agent, name: "bot".into(), role: Role::Developer, team: Some("t".into()) };
+    let k = keys.create("k".into(), p.clone(), vec!["m".into()], Some(i64::MAX), 1).await.unwrap();
+    let listed = store.list_keys().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0], k.record);
+    assert_eq!(store.find_key_by_hash(&k.record.hash).await.unwrap().unwrap().principal, p);
+    assert!(store.revoke_key(&k.record.id, 5).await.unwrap());
+    assert!(!store.revoke_key("nope", 5).await.unwrap());
+    assert_eq!(store.list_keys().await.unwrap()[0].revoked_at_ms, Some(5));
+    // A fresh service (another replica) sees the revocation.
+    let other = KeyService::load(store.clone()).await.unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {}", k.secret).parse().unwrap());
+    assert_eq!(other.authenticate(&headers, 10).await.unwrap_err().code, "key_revoked");
+
+    let record = |i: u32| UsageRecord {
+        request_id: format!("r{i}"),
+        ts_ms: i64::from(i),
+        key_id: Some(k.record.id.clone()),
+        principal_kind: Some("agent".into()),
+        principal_name: Some("bot".into()),
+        endpoint: "chat.completions",
+        model: Some("m".into()),
+        upstream_model: Some("m".into()),
+        provider: Some("mock".into()),
+        ip_token: Some("default/mock".into()),
+        stream: i % 2 == 0,
+        input_tokens: 10,
+        output_tokens: u64::from(i),
+        cached_input_tokens: 0,
+        latency_ms: 3,
+        status: 200,
+        error_class: None,
+    };
+    let batch: Vec<_> = (0..100).map(record).collect();
+    store.insert_usage(&batch).await.unwrap();
+    let rows = store.recent_usage(1000).await.unwrap();
+    assert_eq!(rows.len(), 100);
+    assert_eq!(rows[0].request_id, "r99");
+    assert!(rows[0].stream == false && rows[1].stream);
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+    exercise(store).await;
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let admin = admin_url();
+    let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin} (set TOLLGATE_TEST_POSTGRES_URL): {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
+    exercise(store.clone()).await;
+    if let Store::Postgres(pool) = store {
+        pool.close().await;
+    }
+    sqlx::query(&format!("DROP DATABASE {name}")).execute(&mut conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    let e = Store::connect("mysql://x").await.unwrap_err();
+    assert!(e.to_string().contains("sqlite://"), "{e}");
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting-independent Rust tests (unit, integration, real
+# SQLite and PostgreSQL), then the black-box client tests (official `openai` and `anthropic`
+# Python packages, curl) against the built binaries. Installs the Python packages into
+# .venv on first run; says exactly what is missing otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+missing=()
+command -v cargo >/dev/null || missing+=("cargo: install Rust with rustup (the toolchain in rust-toolchain.toml)")
+command -v python3 >/dev/null || missing+=("python3: apt-get install python3")
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv: apt-get install python3-venv")
+command -v curl >/dev/null || missing+=("curl: apt-get install curl")
+PG_URL="${TOLLGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && [ -z "${TOLLGATE_TEST_POSTGRES_URL:-}" ]; then
+  missing+=("PostgreSQL on 127.0.0.1:5432 with trust auth (or set TOLLGATE_TEST_POSTGRES_URL)")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Cannot run the tests; missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+export TOLLGATE_TEST_POSTGRES_URL="$PG_URL"
+
+if [ ! -x .venv/bin/python ] || ! cmp -s e2e/python/requirements.txt .venv/.requirements; then
+  echo "== installing Python test packages into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r e2e/python/requirements.txt
+  cp e2e/python/requirements.txt .venv/.requirements
+fi
+
+echo "== building binaries"
+cargo build --workspace --bins
+echo "== Rust tests"
+cargo test --workspace
+echo "== client tests (openai, anthropic, curl) against the built binaries"
+TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/python
