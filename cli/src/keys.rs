@@ -47,6 +47,12 @@ pub enum KeysCommand {
         /// A label for the key.
         #[arg(long)]
         name: Option<String>,
+        /// Requests per minute the key may make.
+        #[arg(long)]
+        rpm: Option<u64>,
+        /// Tokens per minute the key may use.
+        #[arg(long)]
+        tpm: Option<u64>,
     },
     /// List keys (never the keys themselves).
     List,
@@ -75,9 +81,20 @@ pub fn parse_lifetime(text: &str) -> anyhow::Result<u64> {
 }
 
 async fn call(args: &KeysArgs, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let key = args.api_key.as_deref().context("no admin key: pass --api-key or set TOLLGATE_API_KEY")?;
+    admin_call(&args.url, args.api_key.as_deref(), method, path, body).await
+}
+
+/// One admin-API call; errors carry the API's own message.
+pub async fn admin_call(
+    base: &str,
+    key: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let key = key.context("no admin key: pass --api-key or set TOLLGATE_API_KEY")?;
     let client = UpstreamClient::new(Duration::from_secs(5), Duration::from_secs(30))?;
-    let url = format!("{}{path}", args.url.trim_end_matches('/'));
+    let url = format!("{}{path}", base.trim_end_matches('/'));
     let body = body.map(|b| serde_json::to_vec(&b)).transpose()?.unwrap_or_default();
     let request = Request::builder()
         .method(method)
@@ -99,13 +116,15 @@ async fn call(args: &KeysArgs, method: Method, path: &str, body: Option<Value>) 
 /// Runs a keys command.
 pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
     match &args.command {
-        KeysCommand::Create { principal, kind, role, team, models, expires_in, name } => {
+        KeysCommand::Create { principal, kind, role, team, models, expires_in, name, rpm, tpm } => {
             let expires = expires_in.as_deref().map(parse_lifetime).transpose()?;
             let body = json!({
                 "name": name,
                 "principal": { "kind": kind, "name": principal, "role": role, "team": team },
                 "models": models,
                 "expiresInSeconds": expires,
+                "rpm": rpm,
+                "tpm": tpm,
             });
             let v = call(&args, Method::POST, "/api/v1/keys", Some(body)).await?;
             let key = v.get("key").and_then(Value::as_str).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! `tollgate`: the CLI. `tollgate up` runs the whole product in one process (standalone
 //! mode); the other commands talk to a running Tollgate's admin API or check resources.
 
+mod budget;
 mod keys;
 mod resources;
 mod up;
@@ -21,6 +22,8 @@ enum Command {
     Up(up::UpArgs),
     /// Manage virtual keys through the admin API.
     Keys(keys::KeysArgs),
+    /// Budgets: spent, reserved and remaining in the current period.
+    Budget(budget::BudgetArgs),
     /// Check resource files without running anything: parse, validate, compile.
     Validate(resources::ValidateArgs),
 }
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await,
             Command::Keys(args) => keys::run(args).await,
+            Command::Budget(args) => budget::run(args).await,
             Command::Validate(args) => resources::validate(args),
         }
     });

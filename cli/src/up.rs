@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tollgate_dataplane::auth::KeyService;
+use tollgate_dataplane::budget::Alerts;
+use tollgate_dataplane::cost::CounterStore;
+use tollgate_dataplane::observability::{LogFormat, TelemetryConfig, init_tracing};
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
 use tollgate_dataplane::usage::UsageSink;
@@ -39,25 +42,35 @@ pub struct UpArgs {
     /// load leaves the configuration in force.
     #[arg(long, default_value_t = 2)]
     pub reload_seconds: u64,
+    /// Redis URL for budget counters (several gateways sharing budgets). Without it,
+    /// counters live in memory and are rebuilt from the ledger at start.
+    #[arg(long, env = "TOLLGATE_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key this Tollgate uses (several installations may share one
+    /// Redis).
+    #[arg(long, env = "TOLLGATE_REDIS_PREFIX", default_value = "tollgate")]
+    pub redis_prefix: String,
+    /// URL that receives a JSON POST for each budget alert.
+    #[arg(long, env = "TOLLGATE_BUDGET_WEBHOOK")]
+    pub budget_webhook: Option<String>,
+    /// Seconds in-flight requests and streams get to finish after SIGTERM.
+    #[arg(long, env = "TOLLGATE_SHUTDOWN_SECONDS", default_value_t = 30)]
+    pub shutdown_seconds: u64,
+    /// Requests served at once; beyond it 503 at once.
+    #[arg(long, env = "TOLLGATE_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
     /// Log format: `text` or `json`.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
+    let mut telemetry = TelemetryConfig::from_env()?;
+    telemetry.log_format = if args.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
+    telemetry.service_name = "tollgate".to_owned();
+    let _telemetry = init_tracing(&telemetry)?;
+    tokio::task::spawn_blocking(tollgate_dataplane::cost::tokens::warm_up);
     let secrets = match &args.secrets {
         Some(path) => SecretSource::from_file(path)?,
         None => SecretSource::default(),
@@ -81,9 +94,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         println!("Admin key (shown once; store it now): {secret}");
     }
     let usage = UsageSink::start(store.clone());
-    let options = GatewayOptions { max_body_bytes: args.max_body_bytes, ..GatewayOptions::default() };
-    let gateway = Gateway::new(keys, usage, options)?;
+    let options = GatewayOptions {
+        max_body_bytes: args.max_body_bytes,
+        max_in_flight: args.max_in_flight,
+        redis: args.redis.clone().map(|url| (url, args.redis_prefix.clone())),
+        ..GatewayOptions::default()
+    };
+    let counters = match &args.redis {
+        Some(url) => CounterStore::redis(url, &args.redis_prefix)
+            .await
+            .context("cannot use Redis for budget counters")?,
+        None => CounterStore::memory(),
+    };
+    let alerts = Alerts { webhook: args.budget_webhook.clone() };
+    let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
     gateway.apply_config(config, &secrets).context("the configuration cannot be served")?;
+    let rebuilt = gateway.rebuild_budgets(&store).await.context("cannot restore budget counters")?;
+    if rebuilt > 0 {
+        tracing::info!(budgets = rebuilt, "budget counters restored from the ledger");
+    }
 
     let app =
         gateway.router().merge(tollgate_operator::router(ControlPlane { gateway: gateway.clone(), store }));
@@ -115,14 +144,37 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     });
 
-    let shutdown_gateway = gateway.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tollgate_dataplane::shutdown_signal().await;
-            shutdown_gateway.set_ready(false);
-            tracing::info!("shutting down: finishing in-flight requests");
-        })
-        .await?;
+    serve_until_shutdown(listener, app, gateway, Duration::from_secs(args.shutdown_seconds)).await
+}
+
+/// Serves until SIGINT/SIGTERM, then drains: readiness false, new requests refused (503),
+/// requests and streams in flight finish up to `deadline`.
+pub async fn serve_until_shutdown(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    gateway: Gateway,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tollgate_dataplane::shutdown_signal().await;
+    tracing::info!(deadline_seconds = deadline.as_secs(), "shutting down: finishing requests in flight");
+    let left = gateway.drain(deadline).await;
+    if left > 0 {
+        tracing::warn!(requests = left, "shutdown deadline reached with requests still running");
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("connections still open after the deadline; closing"),
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::budget::{Budget, BudgetPeriod, Enforcement, OnExhausted, SubjectKind};
-use crate::iptoken::{ModelKind, ModelPrices, SecretRef};
+use crate::iptoken::{ModelKind, ModelPrices, ModelTimeouts, SecretRef};
 use crate::money::parse_usd_micros;
 use crate::{ProviderKind, Resource};
 
@@ -86,7 +86,20 @@ pub struct ModelRoute {
     pub kind: ModelKind,
     /// Candidate targets, in IP-token id order.
     pub targets: Vec<RouteTarget>,
+    /// Models to fall back to, in order.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Error classes that trigger a fallback (empty: unavailable, timeout, rate-limited).
+    #[serde(default)]
+    pub fallback_on: Vec<String>,
+    /// Per-model timeouts.
+    #[serde(default)]
+    pub timeouts: Option<ModelTimeouts>,
 }
+
+/// Error classes a fallback can be chosen for.
+pub const FALLBACK_CLASSES: [&str; 5] =
+    ["unavailable", "timeout", "rate-limited", "context-length-exceeded", "content-filtered"];
 
 /// One IP token serving one model.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -126,11 +139,22 @@ pub struct CompileError {
     pub message: String,
 }
 
+/// One model of one IP token, validated.
+struct ModelEntry {
+    name: String,
+    kind: ModelKind,
+    upstream: String,
+    prices: Option<PricesMicros>,
+    fallbacks: Vec<String>,
+    fallback_on: Vec<String>,
+    timeouts: Option<ModelTimeouts>,
+}
+
 /// Compiles resources into a configuration, or lists every problem found.
 pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileError>> {
     let mut errors = Vec::new();
     /// A token, its models `(name, kind, upstream name, prices)` and its weight.
-    type TokenModels = (IpTokenConfig, Vec<(String, ModelKind, String, Option<PricesMicros>)>, u32);
+    type TokenModels = (IpTokenConfig, Vec<ModelEntry>, u32);
     let mut tokens: Vec<TokenModels> = Vec::new();
     let mut ids = HashSet::new();
     let mut budgets = Vec::new();
@@ -202,8 +226,38 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
                     }
                 },
             };
+            for (j, class) in model.fallback_on.iter().enumerate() {
+                if !FALLBACK_CLASSES.contains(&class.as_str()) {
+                    err(
+                        &format!("{path}.fallbackOn[{j}]"),
+                        format!(
+                            "unknown error class {class:?}; expected one of {}",
+                            FALLBACK_CLASSES.join(", ")
+                        ),
+                    );
+                }
+            }
+            if let Some(t) = model.timeouts {
+                for (field, v) in [
+                    ("firstByteSeconds", t.first_byte_seconds),
+                    ("idleSeconds", t.idle_seconds),
+                    ("totalSeconds", t.total_seconds),
+                ] {
+                    if v == Some(0) {
+                        err(&format!("{path}.timeouts.{field}"), "must be at least 1".to_owned());
+                    }
+                }
+            }
             let upstream = model.upstream_name.clone().unwrap_or_else(|| model.name.clone());
-            models.push((model.name.clone(), model.kind.unwrap_or(ModelKind::Chat), upstream, prices));
+            models.push(ModelEntry {
+                name: model.name.clone(),
+                kind: model.kind.unwrap_or(ModelKind::Chat),
+                upstream,
+                prices,
+                fallbacks: model.fallbacks.clone(),
+                fallback_on: model.fallback_on.clone(),
+                timeouts: model.timeouts,
+            });
         }
         let mut forward_headers: Vec<String> =
             spec.forward_headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
@@ -227,9 +281,27 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
     let mut ip_tokens = Vec::with_capacity(tokens.len());
     let mut routes: BTreeMap<String, ModelRoute> = BTreeMap::new();
     for (index, (config, models, weight)) in tokens.into_iter().enumerate() {
-        for (name, kind, upstream_model, prices) in models {
-            let route =
-                routes.entry(name.clone()).or_insert_with(|| ModelRoute { kind, targets: Vec::new() });
+        for ModelEntry { name, kind, upstream: upstream_model, prices, fallbacks, fallback_on, timeouts } in
+            models
+        {
+            let route = routes.entry(name.clone()).or_insert_with(|| ModelRoute {
+                kind,
+                targets: Vec::new(),
+                fallbacks: Vec::new(),
+                fallback_on: Vec::new(),
+                timeouts: None,
+            });
+            for f in fallbacks {
+                if !route.fallbacks.contains(&f) {
+                    route.fallbacks.push(f);
+                }
+            }
+            for c in fallback_on {
+                if !route.fallback_on.contains(&c) {
+                    route.fallback_on.push(c);
+                }
+            }
+            route.timeouts = route.timeouts.or(timeouts);
             if route.kind != kind {
                 errors.push(CompileError {
                     resource: format!("IPToken/{}", config.id),
@@ -243,6 +315,23 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
             route.targets.push(RouteTarget { ip_token: index, upstream_model, weight, prices });
         }
         ip_tokens.push(config);
+    }
+    for (name, route) in &routes {
+        for f in &route.fallbacks {
+            if !routes.contains_key(f) {
+                errors.push(CompileError {
+                    resource: format!("model/{name}"),
+                    path: "spec.models[].fallbacks".to_owned(),
+                    message: format!("fallback model {f:?} is not served by any IPToken"),
+                });
+            } else if f == name {
+                errors.push(CompileError {
+                    resource: format!("model/{name}"),
+                    path: "spec.models[].fallbacks".to_owned(),
+                    message: "a model cannot fall back to itself".to_owned(),
+                });
+            }
+        }
     }
     let budgets = compile_budgets(&budgets, &mut errors);
     if !errors.is_empty() {

@@ -115,6 +115,33 @@ pub struct ModelSpec {
     /// Prices for this model on this token, overriding the built-in price table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prices: Option<ModelPrices>,
+    /// Models to try, in order, when this one cannot answer (every IP token serving it
+    /// failed or is unavailable). Their union over all tokens serving the model applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// Which failures move on to the fallbacks: `unavailable`, `timeout`, `rate-limited`,
+    /// `context-length-exceeded`, `content-filtered` (default: the first three).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_on: Vec<String>,
+    /// Timeouts for this model (defaults: first byte 60 s, 30 s between stream chunks,
+    /// 600 s in total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<ModelTimeouts>,
+}
+
+/// Per-model timeouts, in seconds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelTimeouts {
+    /// Until the provider's response headers arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_seconds: Option<u32>,
+    /// Longest silence between two chunks of a stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_seconds: Option<u32>,
+    /// For the whole request, retries and fallbacks included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_seconds: Option<u32>,
 }
 
 /// What a model does.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod iptoken;
 pub mod load;
 pub mod money;
+pub mod safety;
 
 pub use budget::{Budget, BudgetSpec};
 pub use config::{CompileError, DataPlaneConfig, compile};

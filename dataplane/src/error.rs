@@ -52,11 +52,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to wait, for 429 and 503.
     pub retry_after: Option<u64>,
+    /// Extra response headers (`x-tollgate-budget-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, param: None, message: message.into(), retry_after: None }
+        Self { status, code, param: None, message: message.into(), retry_after: None, headers: Vec::new() }
     }
 
     /// 400 for a request that is malformed or has a bad field.
@@ -190,6 +192,11 @@ impl ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(*name, v);
+            }
         }
         response
     }

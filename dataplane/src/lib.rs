@@ -9,10 +9,13 @@
 //! [`Gateway::apply_config`].
 
 pub mod auth;
+pub mod budget;
 pub mod cost;
 pub mod error;
 pub mod http;
+pub mod observability;
 pub mod providers;
+pub mod reliability;
 pub mod runtime;
 pub mod safety;
 pub mod secrets;
@@ -30,9 +33,14 @@ use tollgate_crds::DataPlaneConfig;
 pub use error::{ApiError, ApiFormat, Error, Result};
 
 use crate::auth::KeyService;
+use crate::budget::{Alerts, key_for};
+use crate::cost::CounterStore;
+use crate::observability::{Metrics, Vocabulary};
 use crate::providers::UpstreamClient;
+use crate::reliability::{BreakerConfig, Breakers, InFlight, Outstanding, RateLimiter, RetryPolicy};
 use crate::runtime::Runtime;
 use crate::secrets::SecretSource;
+use crate::store::Store;
 use crate::usage::UsageSink;
 
 /// Tunables of the request path.
@@ -50,6 +58,15 @@ pub struct GatewayOptions {
     pub response_timeout: Duration,
     /// Longest silence allowed between two chunks of a stream.
     pub stream_idle_timeout: Duration,
+    /// Requests served at once; beyond it, 503 at once (never an unbounded queue).
+    pub max_in_flight: usize,
+    /// Retries of failed upstream attempts (before any byte reached the caller).
+    pub retry: RetryPolicy,
+    /// Circuit breakers per (IP token, model).
+    pub breaker: BreakerConfig,
+    /// Redis for rate limits shared by gateway replicas (`None`: in memory), and the key
+    /// prefix to use there.
+    pub redis: Option<(String, String)>,
 }
 
 impl Default for GatewayOptions {
@@ -58,9 +75,13 @@ impl Default for GatewayOptions {
             max_body_bytes: 4 << 20,
             default_max_tokens: 4096,
             connect_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(60),
             response_timeout: Duration::from_secs(600),
-            stream_idle_timeout: Duration::from_secs(120),
+            stream_idle_timeout: Duration::from_secs(30),
+            max_in_flight: 4096,
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+            redis: None,
         }
     }
 }
@@ -80,6 +101,30 @@ pub struct Shared {
     pub options: GatewayOptions,
     /// Readiness (`/readyz`).
     pub ready: AtomicBool,
+    /// Budget counters (in-memory or Redis).
+    pub counters: Arc<CounterStore>,
+    /// Where budget alerts go.
+    pub alerts: Alerts,
+    /// Circuit breakers per (IP token, model).
+    pub breakers: Breakers,
+    /// Requests in flight per IP token (least-outstanding balancing).
+    pub outstanding: std::sync::Mutex<std::collections::HashMap<String, Outstanding>>,
+    /// Per-principal and per-IP-token rate limits.
+    pub rate_limiter: RateLimiter,
+    /// The in-flight cap.
+    pub in_flight: InFlight,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// The in-flight counter of an IP token.
+    pub fn outstanding(&self, ip_token: &str) -> Outstanding {
+        match self.outstanding.lock() {
+            Ok(mut map) => map.entry(ip_token.to_owned()).or_default().clone(),
+            Err(_) => Outstanding::default(),
+        }
+    }
 }
 
 /// A gateway: build it, apply a configuration, serve [`Gateway::router`].
@@ -90,15 +135,34 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway with no models until a configuration is applied.
-    pub fn new(keys: KeyService, usage: UsageSink, options: GatewayOptions) -> Result<Self> {
+    pub fn new(
+        keys: KeyService,
+        usage: UsageSink,
+        counters: CounterStore,
+        alerts: Alerts,
+        options: GatewayOptions,
+    ) -> Result<Self> {
         let client = UpstreamClient::new(options.connect_timeout, options.header_timeout)?;
+        let rate_limiter = match &options.redis {
+            Some((url, prefix)) => {
+                RateLimiter::redis(url, prefix).map_err(|e| Error::Config(e.to_string()))?
+            }
+            None => RateLimiter::memory(),
+        };
         let shared = Shared {
             runtime: ArcSwap::from_pointee(Runtime::empty()),
             keys,
             usage,
             client,
-            options,
             ready: AtomicBool::new(false),
+            counters: Arc::new(counters),
+            alerts,
+            breakers: Breakers::new(options.breaker.clone()),
+            outstanding: std::sync::Mutex::default(),
+            rate_limiter,
+            in_flight: InFlight::new(options.max_in_flight),
+            metrics: Metrics::new(),
+            options,
         };
         Ok(Self { shared: Arc::new(shared) })
     }
@@ -113,6 +177,15 @@ impl Gateway {
     pub fn apply_config(&self, config: DataPlaneConfig, secrets: &SecretSource) -> Result<()> {
         let runtime = Runtime::build(config, secrets)?;
         tracing::info!(hash = %runtime.config.hash, models = runtime.config.models.len(), "configuration applied");
+        let c = &runtime.config;
+        self.shared.metrics.set_vocabulary(
+            Vocabulary::new()
+                .with_models(c.models.keys())
+                .with_budgets(c.budgets.iter().map(|b| &b.id))
+                .with_ip_tokens(c.ip_tokens.iter().map(|t| &t.id)),
+        );
+        let ids: std::collections::HashSet<String> = c.ip_tokens.iter().map(|t| t.id.clone()).collect();
+        self.shared.breakers.retain_tokens(|t| ids.contains(t));
         self.shared.runtime.store(Arc::new(runtime));
         self.shared.ready.store(true, Ordering::Release);
         Ok(())
@@ -126,6 +199,52 @@ impl Gateway {
     /// Marks the gateway not ready (shutdown).
     pub fn set_ready(&self, ready: bool) {
         self.shared.ready.store(ready, Ordering::Release);
+    }
+
+    /// Graceful shutdown: readiness turns false, new requests are refused, and this waits
+    /// until the requests and streams in flight finish or `deadline` passes. Returns how
+    /// many were still running at the deadline.
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        self.set_ready(false);
+        self.shared.in_flight.close();
+        let _ = tokio::time::timeout(deadline, self.shared.in_flight.wait_idle()).await;
+        self.shared.in_flight.in_flight()
+    }
+
+    /// The Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Restores budget counters from the ledger where the counter store has nothing for the
+    /// current window but the ledger has charges (a fresh in-memory store after a restart,
+    /// or a Redis that lost its data). Counters are SET, never incremented.
+    pub async fn rebuild_budgets(&self, store: &Store) -> Result<usize> {
+        let runtime = self.shared.runtime.load_full();
+        let now = now_ms();
+        let mut rebuilt = 0;
+        for budget in &runtime.config.budgets {
+            let key = key_for(budget, now);
+            let state = self.shared.counters.state(&key).await.map_err(|e| Error::Config(e.to_string()))?;
+            if state.spent_micros != 0 || state.reserved_micros != 0 {
+                continue;
+            }
+            let spent = store.budget_spent(&budget.id, key.window.start_ms).await?;
+            if spent > 0 {
+                self.shared
+                    .counters
+                    .set_spent(&key, spent)
+                    .await
+                    .map_err(|e| Error::Config(e.to_string()))?;
+                rebuilt += 1;
+            }
+        }
+        Ok(rebuilt)
+    }
+
+    /// The shared state (the control plane reads budgets and counters from it).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Key management.

@@ -10,6 +10,9 @@ use anyhow::Context;
 use clap::Parser;
 use tollgate_crds::DataPlaneConfig;
 use tollgate_dataplane::auth::KeyService;
+use tollgate_dataplane::budget::Alerts;
+use tollgate_dataplane::cost::CounterStore;
+use tollgate_dataplane::observability::{TelemetryConfig, init_tracing, metrics_handler};
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
 use tollgate_dataplane::usage::UsageSink;
@@ -32,6 +35,25 @@ struct Args {
     /// `TOLLGATE_SECRET_<NAME>_<KEY>` are consulted for the rest.
     #[arg(long, env = "TOLLGATE_SECRETS_FILE")]
     secrets: Option<PathBuf>,
+    /// Redis URL for budget counters shared by every gateway replica (required with more
+    /// than one replica; without it counters are in memory).
+    #[arg(long, env = "TOLLGATE_REDIS_URL")]
+    redis: Option<String>,
+    /// URL that receives a JSON POST for each budget alert.
+    #[arg(long, env = "TOLLGATE_BUDGET_WEBHOOK")]
+    budget_webhook: Option<String>,
+    /// Prefix of this installation's Redis keys.
+    #[arg(long, env = "TOLLGATE_REDIS_PREFIX", default_value = "tollgate")]
+    redis_prefix: String,
+    /// Where `/metrics` is served (kept off the public port: it names models and budgets).
+    #[arg(long, env = "TOLLGATE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+    /// Seconds in-flight requests and streams get to finish after SIGTERM.
+    #[arg(long, env = "TOLLGATE_SHUTDOWN_SECONDS", default_value_t = 30)]
+    shutdown_seconds: u64,
+    /// Requests served at once; beyond it 503 at once.
+    #[arg(long, env = "TOLLGATE_MAX_IN_FLIGHT", default_value_t = 4096)]
+    max_in_flight: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     max_body_bytes: usize,
@@ -44,24 +66,30 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<DataPlaneConfig> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .init();
     let args = Args::parse();
+    let _telemetry = init_tracing(&TelemetryConfig::from_env()?)?;
+    tokio::task::spawn_blocking(tollgate_dataplane::cost::tokens::warm_up);
     let secrets = match &args.secrets {
         Some(p) => SecretSource::from_file(p)?,
         None => SecretSource::default(),
     };
     let store = Store::connect(&args.database).await?;
     let keys = KeyService::load(store.clone()).await?;
-    let usage = UsageSink::start(store);
-    let options = GatewayOptions { max_body_bytes: args.max_body_bytes, ..GatewayOptions::default() };
-    let gateway = Gateway::new(keys, usage, options)?;
+    let usage = UsageSink::start(store.clone());
+    let options = GatewayOptions {
+        max_body_bytes: args.max_body_bytes,
+        max_in_flight: args.max_in_flight,
+        redis: args.redis.clone().map(|url| (url, args.redis_prefix.clone())),
+        ..GatewayOptions::default()
+    };
+    let counters = match &args.redis {
+        Some(url) => CounterStore::redis(url, &args.redis_prefix).await?,
+        None => CounterStore::memory(),
+    };
+    let alerts = Alerts { webhook: args.budget_webhook.clone() };
+    let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
     gateway.apply_config(read_config(&args.config)?, &secrets)?;
+    gateway.rebuild_budgets(&store).await?;
 
     let watcher = gateway.clone();
     tokio::spawn(async move {
@@ -82,14 +110,31 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen).await?;
+    let metrics_app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics_handler))
+        .with_state(gateway.metrics().clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    let shutdown = gateway.clone();
-    axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(async move {
-            tollgate_dataplane::shutdown_signal().await;
-            shutdown.set_ready(false);
-        })
-        .await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, gateway.router())
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
+    );
+    tollgate_dataplane::shutdown_signal().await;
+    let left = gateway.drain(Duration::from_secs(args.shutdown_seconds)).await;
+    if left > 0 {
+        tracing::warn!(requests = left, "shutdown deadline reached with requests still running");
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     Ok(())
 }

@@ -5,6 +5,7 @@
 use tollgate_crds::DataPlaneConfig;
 use tollgate_crds::config::{ModelRoute, RouteTarget};
 
+use crate::budget::BudgetIndex;
 use crate::error::Result;
 use crate::providers::Upstream;
 use crate::secrets::SecretSource;
@@ -16,6 +17,8 @@ pub struct Runtime {
     pub config: DataPlaneConfig,
     /// One per `config.ip_tokens`, same order.
     pub upstreams: Vec<Upstream>,
+    /// Budgets by subject.
+    pub budget_index: BudgetIndex,
 }
 
 impl Runtime {
@@ -29,12 +32,17 @@ impl Runtime {
                 Upstream::new(token, key)
             })
             .collect::<Result<_>>()?;
-        Ok(Self { config, upstreams })
+        let budget_index = BudgetIndex::new(&config.budgets);
+        Ok(Self { config, upstreams, budget_index })
     }
 
     /// An empty runtime (no models) for a gateway still waiting for configuration.
     pub fn empty() -> Self {
-        Self { config: DataPlaneConfig::default(), upstreams: Vec::new() }
+        Self {
+            config: DataPlaneConfig::default(),
+            upstreams: Vec::new(),
+            budget_index: BudgetIndex::default(),
+        }
     }
 
     /// How `model` is served, if it is.
@@ -79,6 +87,9 @@ mod tests {
                     prices: None,
                 })
                 .collect(),
+            fallbacks: Vec::new(),
+            fallback_on: Vec::new(),
+            timeouts: None,
         }
     }
 

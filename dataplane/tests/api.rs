@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 //! The data plane's HTTP API driven in-process (`oneshot`), against the in-process mock
 //! provider and a real SQLite file.
 
@@ -10,6 +11,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate_crds::{DataPlaneConfig, compile, parse_documents};
 use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
+use tollgate_dataplane::budget::Alerts;
+use tollgate_dataplane::cost::CounterStore;
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
 use tollgate_dataplane::usage::UsageSink;
@@ -48,7 +51,14 @@ async fn spawn_app(options: GatewayOptions) -> App {
         .create("k".into(), dev, vec!["mock-1".into(), "mock-embedding-1".into()], None, now_ms())
         .await
         .unwrap();
-    let gateway = Gateway::new(keys, UsageSink::start(store.clone()), options).unwrap();
+    let gateway = Gateway::new(
+        keys,
+        UsageSink::start(store.clone()),
+        CounterStore::memory(),
+        Alerts::default(),
+        options,
+    )
+    .unwrap();
     let config: DataPlaneConfig = compile(&parse_documents("t", RESOURCES).unwrap().resources).unwrap();
     gateway.apply_config(config, &SecretSource::default()).unwrap();
     App { router: gateway.router(), gateway, store, key: key.secret, _dir: dir }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 //! The store against real databases: a fresh SQLite file, and PostgreSQL in a database of
 //! its own (created and dropped by the test; server from `TOLLGATE_TEST_POSTGRES_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`).
@@ -8,13 +9,19 @@ use tollgate_dataplane::store::Store;
 use tollgate_dataplane::usage::UsageRecord;
 
 fn admin_url() -> String {
-    std::env::var("TOLLGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 async fn exercise(store: Store) {
     assert!(store.ping().await);
     let keys = KeyService::load(store.clone()).await.unwrap();
-    let p = Principal { kind: PrincipalKind::Agent, name: "bot".into(), role: Role::Developer, team: Some("t".into()) };
+    let p = Principal {
+        kind: PrincipalKind::Agent,
+        name: "bot".into(),
+        role: Role::Developer,
+        team: Some("t".into()),
+    };
     let k = keys.create("k".into(), p.clone(), vec!["m".into()], Some(i64::MAX), 1).await.unwrap();
     let listed = store.list_keys().await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -47,13 +54,23 @@ async fn exercise(store: Store) {
         latency_ms: 3,
         status: 200,
         error_class: None,
+        cost_micros: u64::from(i),
+        downgraded_from: None,
+        charges: vec![tollgate_dataplane::usage::Charge {
+            budget_id: "default/b".into(),
+            window_start_ms: 7,
+        }],
     };
     let batch: Vec<_> = (0..100).map(record).collect();
     store.insert_usage(&batch).await.unwrap();
     let rows = store.recent_usage(1000).await.unwrap();
     assert_eq!(rows.len(), 100);
     assert_eq!(rows[0].request_id, "r99");
-    assert!(rows[0].stream == false && rows[1].stream);
+    assert!(!rows[0].stream && rows[1].stream);
+    assert_eq!(rows[0].cost_micros, 99);
+    assert_eq!(store.budget_spent("default/b", 7).await.unwrap(), (0..100).sum::<u64>());
+    assert_eq!(store.budget_spent("default/b", 8).await.unwrap(), 0);
+    assert!(store.has_usage("r5").await.unwrap() && !store.has_usage("nope").await.unwrap());
 }
 
 #[tokio::test]
@@ -67,9 +84,9 @@ async fn sqlite_store() {
 async fn postgres_store() {
     let admin = admin_url();
     let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {admin} (set TOLLGATE_TEST_POSTGRES_URL): {e}"));
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must be running at {admin} (set TOLLGATE_TEST_POSTGRES_URL): {e}")
+    });
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let store = Store::connect(&format!("{base}/{name}")).await.unwrap();

@@ -145,16 +145,17 @@ class Tollgate:
         return r
 
 
-@pytest.fixture(scope="session")
-def tollgate(mock_url, tmp_path_factory):
-    work = tmp_path_factory.mktemp("tollgate")
-    (work / "resources").mkdir()
-    (work / "resources" / "tokens.yaml").write_text(RESOURCES.format(mock=mock_url))
-    admin_key = "tg-" + secrets.token_urlsafe(24)
-    env = {"TOLLGATE_ADMIN_KEY": admin_key, "TOLLGATE_SECRET_ANTHROPIC_API_KEY": "sk-ant-test-secret-value"}
+def start_tollgate(work: Path, resources: str, database: str | None = None, args=(), env=None,
+                   admin_key: str | None = None) -> Tollgate:
+    """Runs `tollgate up` on a free port with `resources` (YAML text) and waits until ready."""
+    res = work / "resources"
+    res.mkdir(parents=True, exist_ok=True)
+    (res / "resources.yaml").write_text(resources)
+    admin_key = admin_key or "tg-" + secrets.token_urlsafe(24)
+    env = {"TOLLGATE_ADMIN_KEY": admin_key, **(env or {})}
     p = Proc(
-        [str(bin_dir() / "tollgate"), "up", "--listen", "127.0.0.1:0", "--database", f"sqlite://{work}/t.db",
-         "--resources", str(work / "resources")],
+        [str(bin_dir() / "tollgate"), "up", "--listen", "127.0.0.1:0", "--database",
+         database or f"sqlite://{work}/t.db", "--resources", str(res), *args],
         env=env,
         cwd=work,
     )
@@ -164,9 +165,21 @@ def tollgate(mock_url, tmp_path_factory):
         while httpx.get(url + "/readyz").status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        yield Tollgate(url, admin_key, p, work)
-    finally:
+    except BaseException:
         p.stop()
+        raise
+    return Tollgate(url, admin_key, p, work)
+
+
+@pytest.fixture(scope="session")
+def tollgate(mock_url, tmp_path_factory):
+    work = tmp_path_factory.mktemp("tollgate")
+    t = start_tollgate(work, RESOURCES.format(mock=mock_url),
+                       env={"TOLLGATE_SECRET_ANTHROPIC_API_KEY": "sk-ant-test-secret-value"})
+    try:
+        yield t
+    finally:
+        t.proc.stop()
 
 
 @pytest.fixture(scope="session")

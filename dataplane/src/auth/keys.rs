@@ -119,6 +119,12 @@ pub struct KeyRecord {
     /// Revocation time, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at_ms: Option<i64>,
+    /// Requests per minute this key may make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Tokens (input estimate + max output) per minute this key may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
     /// SHA-256 of the key.
     #[serde(skip)]
     pub hash: [u8; 32],
@@ -191,6 +197,8 @@ pub fn record_for(
         created_at_ms: now_ms,
         expires_at_ms,
         revoked_at_ms: None,
+        rpm: None,
+        tpm: None,
         hash: hash_key(&secret),
     };
     NewKey { secret, record }

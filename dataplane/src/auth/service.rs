@@ -64,7 +64,22 @@ impl KeyService {
         expires_at_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<NewKey> {
-        let key = generate_key(name, principal, allowed_models, expires_at_ms, now_ms);
+        self.create_limited(name, principal, allowed_models, expires_at_ms, (None, None), now_ms).await
+    }
+
+    /// Creates a key with per-minute request and token limits.
+    pub async fn create_limited(
+        &self,
+        name: String,
+        principal: Principal,
+        allowed_models: Vec<String>,
+        expires_at_ms: Option<i64>,
+        (rpm, tpm): (Option<u64>, Option<u64>),
+        now_ms: i64,
+    ) -> Result<NewKey> {
+        let mut key = generate_key(name, principal, allowed_models, expires_at_ms, now_ms);
+        key.record.rpm = rpm;
+        key.record.tpm = tpm;
         self.store.insert_key(&key.record).await?;
         self.cache.upsert(key.record.clone());
         Ok(key)
@@ -100,8 +115,13 @@ impl KeyService {
                     None,
                     now_ms,
                 );
-                self.store.insert_key(&key.record).await?;
-                self.cache.upsert(key.record);
+                if let Err(e) = self.store.insert_key(&key.record).await {
+                    // Another replica starting at the same time may have registered it.
+                    if self.store.find_key_by_hash(&key.record.hash).await?.is_none() {
+                        return Err(e);
+                    }
+                }
+                self.reload().await?;
             }
             return Ok(None);
         }

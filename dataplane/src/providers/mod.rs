@@ -196,6 +196,19 @@ impl Upstream {
         }
     }
 
+    /// The upstream's host (for traces; never a credential).
+    pub fn server_address(&self) -> &str {
+        match &self.endpoint {
+            Endpoint::Http { base_url } => {
+                let rest = base_url.split_once("://").map_or(base_url.as_str(), |(_, r)| r);
+                let host_port = rest.split('/').next().unwrap_or(rest);
+                let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, h)| h);
+                host_port.split(':').next().unwrap_or(host_port)
+            }
+            Endpoint::InProcess(_) => "in-process",
+        }
+    }
+
     /// The wire format of this upstream.
     pub fn wire(&self) -> Wire {
         self.provider.wire()

@@ -61,6 +61,8 @@ macro_rules! key_from_row {
                 created_at_ms: row.try_get("created_at_ms")?,
                 expires_at_ms: row.try_get("expires_at_ms")?,
                 revoked_at_ms: row.try_get("revoked_at_ms")?,
+                rpm: row.try_get::<Option<i64>, _>("rpm")?.map(|v| u64::try_from(v).unwrap_or(0)),
+                tpm: row.try_get::<Option<i64>, _>("tpm")?.map(|v| u64::try_from(v).unwrap_or(0)),
                 hash: hash.try_into().map_err(|_| bad("hash length", ""))?,
             })
         })()
@@ -68,7 +70,7 @@ macro_rules! key_from_row {
 }
 
 const KEY_COLUMNS: &str = "id, key_hash, display_prefix, name, principal_kind, principal_name, role, team, \
-     allowed_models, created_at_ms, expires_at_ms, revoked_at_ms";
+     allowed_models, created_at_ms, expires_at_ms, revoked_at_ms, rpm, tpm";
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH` creates the file; `postgres://...`) and migrates.
@@ -105,7 +107,7 @@ impl Store {
     pub async fn insert_key(&self, record: &KeyRecord) -> Result<()> {
         let models = serde_json::to_string(&record.allowed_models).unwrap_or_else(|_| "[]".into());
         let sql = format!(
-            "INSERT INTO virtual_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO virtual_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
         with_pool!(self, pool => {
             sqlx::query(&sql)
@@ -121,6 +123,8 @@ impl Store {
                 .bind(record.created_at_ms)
                 .bind(record.expires_at_ms)
                 .bind(record.revoked_at_ms)
+                .bind(record.rpm.map(clamp_i64))
+                .bind(record.tpm.map(clamp_i64))
                 .execute(pool)
                 .await?;
         });
@@ -154,15 +158,17 @@ impl Store {
         Ok(affected > 0)
     }
 
-    /// Writes a batch of usage records in one transaction.
+    /// Writes a batch of usage records (and their budget charges) in one transaction.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         let sql = "INSERT INTO usage_records (request_id, ts_ms, key_id, principal_kind, principal_name, \
              endpoint, model, upstream_model, provider, ip_token, stream, input_tokens, output_tokens, \
-             cached_input_tokens, latency_ms, status, error_class) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+             cached_input_tokens, latency_ms, status, error_class, cost_micros, downgraded_from) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+        let charge_sql = "INSERT INTO usage_charges (request_id, budget_id, window_start_ms, ts_ms, cost_micros) \
+             VALUES ($1, $2, $3, $4, $5)";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for r in records {
@@ -184,18 +190,50 @@ impl Store {
                     .bind(clamp_i64(r.latency_ms))
                     .bind(i32::from(r.status))
                     .bind(r.error_class)
+                    .bind(clamp_i64(r.cost_micros))
+                    .bind(&r.downgraded_from)
                     .execute(&mut *tx)
                     .await?;
+                for c in &r.charges {
+                    sqlx::query(charge_sql)
+                        .bind(&r.request_id)
+                        .bind(&c.budget_id)
+                        .bind(c.window_start_ms)
+                        .bind(r.ts_ms)
+                        .bind(clamp_i64(r.cost_micros))
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             tx.commit().await?;
         });
         Ok(())
     }
 
+    /// Total charged to a budget window, from the ledger (rebuilds and status).
+    pub async fn budget_spent(&self, budget_id: &str, window_start_ms: i64) -> Result<u64> {
+        let sql = "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS spent FROM usage_charges \
+             WHERE budget_id = $1 AND window_start_ms = $2";
+        let spent: i64 = with_pool!(self, pool => {
+            // NB: SUM over BIGINT is NUMERIC in PostgreSQL, hence the CAST.
+            sqlx::query(sql).bind(budget_id).bind(window_start_ms).fetch_one(pool).await?.try_get("spent")?
+        });
+        Ok(u64::try_from(spent).unwrap_or(0))
+    }
+
+    /// Whether a usage record with this request id exists (crash-recovery checks).
+    pub async fn has_usage(&self, request_id: &str) -> Result<bool> {
+        let sql = "SELECT COUNT(*) AS n FROM usage_records WHERE request_id = $1";
+        let n: i64 = with_pool!(self, pool => {
+            sqlx::query(sql).bind(request_id).fetch_one(pool).await?.try_get("n")?
+        });
+        Ok(n > 0)
+    }
+
     /// Usage records, newest first (for tests and the admin API).
     pub async fn recent_usage(&self, limit: i64) -> Result<Vec<UsageRow>> {
         let sql = "SELECT request_id, ts_ms, principal_name, endpoint, model, provider, ip_token, stream, \
-             input_tokens, output_tokens, latency_ms, status, error_class \
+             input_tokens, output_tokens, latency_ms, status, error_class, cost_micros, downgraded_from \
              FROM usage_records ORDER BY id DESC LIMIT $1";
         with_pool!(self, pool => {
             let rows = sqlx::query(sql).bind(limit).fetch_all(pool).await?;
@@ -215,6 +253,8 @@ impl Store {
                         latency_ms: row.try_get("latency_ms")?,
                         status: row.try_get("status")?,
                         error_class: row.try_get("error_class")?,
+                        cost_micros: row.try_get("cost_micros")?,
+                        downgraded_from: row.try_get("downgraded_from")?,
                     })
                 })
                 .collect()
@@ -239,6 +279,8 @@ pub struct UsageRow {
     pub latency_ms: i64,
     pub status: i32,
     pub error_class: Option<String>,
+    pub cost_micros: i64,
+    pub downgraded_from: Option<String>,
 }
 
 fn clamp_i64(v: u64) -> i64 {

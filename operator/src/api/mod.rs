@@ -1,6 +1,8 @@
 //! The admin REST API under `/api/v1`. Errors use the same JSON shape as the gateway
 //! (`{"error": {"message", "type", "param", "code"}}`).
 
+mod budgets;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -35,16 +37,19 @@ pub fn router(cp: ControlPlane) -> Router {
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{id}", delete(revoke_key))
         .route("/api/v1/usage", get(recent_usage))
+        .route("/api/v1/budgets", get(budgets::list))
+        .route("/api/v1/budgets/{name}", get(budgets::get_one))
+        .route("/api/v1/budgets/{namespace}/{name}", get(budgets::get_namespaced))
         .with_state(Arc::new(cp))
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn respond(result: ApiResult) -> Response {
+pub(crate) fn respond(result: ApiResult) -> Response {
     result.unwrap_or_else(|e| e.into_response(ApiFormat::OpenAi))
 }
 
-async fn caller(cp: &ControlPlane, headers: &HeaderMap) -> Result<Arc<KeyRecord>, ApiError> {
+pub(crate) async fn caller(cp: &ControlPlane, headers: &HeaderMap) -> Result<Arc<KeyRecord>, ApiError> {
     cp.gateway.keys().authenticate(headers, now_ms()).await
 }
 
@@ -100,6 +105,12 @@ pub struct CreateKey {
     /// Lifetime in seconds from now.
     #[serde(default)]
     pub expires_in_seconds: Option<u64>,
+    /// Requests per minute the key may make.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute the key may use.
+    #[serde(default)]
+    pub tpm: Option<u64>,
 }
 
 /// The principal of a new key.
@@ -167,7 +178,7 @@ async fn create_key_inner(cp: &ControlPlane, headers: &HeaderMap, body: Body) ->
     let key = cp
         .gateway
         .keys()
-        .create(name, principal, req.models, expires_at_ms, now)
+        .create_limited(name, principal, req.models, expires_at_ms, (req.rpm, req.tpm), now)
         .await
         .map_err(|e| internal(&e))?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "key": key.secret, "record": key.record }))).into_response())

@@ -1,0 +1,2 @@
+ALTER TABLE virtual_keys ADD COLUMN rpm BIGINT;
+ALTER TABLE virtual_keys ADD COLUMN tpm BIGINT;

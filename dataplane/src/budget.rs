@@ -1,0 +1,257 @@
+//! Budgets on the request path: which budgets a principal's requests count against,
+//! admission (reserve the worst-case cost on the subject's budget and every ancestor, all or
+//! nothing), settlement (the actual cost, exactly once) and threshold alerts. The arithmetic
+//! and the counter stores live in [`crate::cost`]; this module decides what to ask of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate_crds::budget::{BudgetPeriod, SubjectKind};
+use tollgate_crds::config::BudgetConfig;
+use tollgate_crds::money::format_usd;
+
+use crate::auth::{Principal, PrincipalKind};
+use crate::cost::{BudgetKey, CounterStore, Period, crossed_thresholds, window_at};
+use crate::providers::UpstreamClient;
+
+/// Budgets by subject, built once per configuration.
+#[derive(Debug, Default)]
+pub struct BudgetIndex {
+    by_subject: HashMap<(SubjectKind, String), Vec<usize>>,
+}
+
+impl BudgetIndex {
+    /// Indexes `budgets` by subject.
+    pub fn new(budgets: &[BudgetConfig]) -> Self {
+        let mut by_subject: HashMap<(SubjectKind, String), Vec<usize>> = HashMap::new();
+        for (i, b) in budgets.iter().enumerate() {
+            by_subject.entry((b.subject_kind, b.subject_name.clone())).or_default().push(i);
+        }
+        Self { by_subject }
+    }
+
+    /// The budgets a principal's requests count against, each with its ancestors, nearest
+    /// first, without repeats: the principal's own budget (developer, agent or team), its
+    /// team's budget, and its namespace's budget.
+    pub fn applicable(&self, budgets: &[BudgetConfig], principal: &Principal) -> Vec<usize> {
+        let own = match principal.kind {
+            PrincipalKind::Developer => SubjectKind::Developer,
+            PrincipalKind::Team => SubjectKind::Team,
+            PrincipalKind::Agent => SubjectKind::Agent,
+        };
+        let mut subjects = vec![(own, principal.name.clone())];
+        if let Some(team) = &principal.team {
+            subjects.push((SubjectKind::Team, team.clone()));
+        }
+        let mut out: Vec<usize> = Vec::new();
+        for subject in subjects {
+            for &start in self.by_subject.get(&subject).into_iter().flatten() {
+                for i in BudgetConfig::chain(budgets, start) {
+                    if !out.contains(&i) {
+                        out.push(i);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The cost engine's period for a compiled budget.
+pub fn period_of(b: &BudgetConfig) -> Period {
+    match b.period {
+        BudgetPeriod::Daily => Period::Daily,
+        BudgetPeriod::Weekly => Period::Weekly,
+        BudgetPeriod::Monthly => Period::Monthly,
+        BudgetPeriod::Total => Period::Total,
+        BudgetPeriod::EverySeconds(s) => Period::Every(Duration::from_secs(s)),
+    }
+}
+
+/// The counter key of a budget's current window.
+pub fn key_for(b: &BudgetConfig, now_ms: i64) -> BudgetKey {
+    let tz = b.time_zone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+    BudgetKey {
+        id: b.id.clone(),
+        window: window_at(period_of(b), tz, now_ms),
+        limit_micros: b.limit_micros,
+        hard: b.hard,
+    }
+}
+
+/// A reservation that must be settled. Dropped unsettled (the caller went away mid-request),
+/// it settles in the background to `fallback_micros`, the cost of the input already sent.
+#[derive(Debug)]
+pub struct Reservation {
+    counters: Arc<CounterStore>,
+    /// The reservation id (also used in logs).
+    pub id: String,
+    /// The budget windows reserved on, nearest first.
+    pub keys: Vec<BudgetKey>,
+    /// Worst case reserved.
+    pub reserved_micros: u64,
+    /// Charged if the reservation is dropped unsettled.
+    pub fallback_micros: u64,
+    settled: bool,
+}
+
+impl Reservation {
+    /// A reservation just admitted.
+    pub fn new(
+        counters: Arc<CounterStore>,
+        id: String,
+        keys: Vec<BudgetKey>,
+        reserved: u64,
+        fallback: u64,
+    ) -> Self {
+        Self { counters, id, keys, reserved_micros: reserved, fallback_micros: fallback, settled: false }
+    }
+
+    /// Settles to the actual cost. Returns whether the store applied it (false if it had
+    /// expired meanwhile; the ledger still has the charge).
+    pub async fn settle(mut self, actual_micros: u64) -> bool {
+        self.settled = true;
+        match self.counters.settle(&self.id, actual_micros).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                tracing::error!(reservation = %self.id, error = %e, "settle failed; the reservation will expire and the ledger keeps the charge");
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let counters = Arc::clone(&self.counters);
+        let id = std::mem::take(&mut self.id);
+        let amount = self.fallback_micros;
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = counters.settle(&id, amount).await {
+                    tracing::warn!(reservation = %id, error = %e, "background settle failed; the reservation will expire");
+                }
+            });
+        }
+    }
+}
+
+/// Where budget alerts go: the log always, and a webhook when configured.
+#[derive(Debug, Clone, Default)]
+pub struct Alerts {
+    /// URL that receives a JSON POST per alert.
+    pub webhook: Option<String>,
+}
+
+/// After a charge: raise each threshold alert (and the soft-limit-exceeded alert) once per
+/// budget window, across replicas. Runs in the background.
+pub fn check_alerts(
+    counters: Arc<CounterStore>,
+    alerts: Alerts,
+    client: UpstreamClient,
+    budgets: Vec<(BudgetConfig, BudgetKey)>,
+    charged_micros: u64,
+) {
+    if budgets.iter().all(|(b, _)| b.alert_thresholds.is_empty() && b.hard) {
+        return;
+    }
+    tokio::spawn(async move {
+        for (budget, key) in budgets {
+            let mut thresholds = budget.alert_thresholds.clone();
+            if !budget.hard {
+                thresholds.push(100);
+            }
+            if thresholds.is_empty() {
+                continue;
+            }
+            let Ok(state) = counters.state(&key).await else { continue };
+            let after = state.spent_micros;
+            let before = after.saturating_sub(charged_micros);
+            for t in crossed_thresholds(before, after, budget.limit_micros, &thresholds) {
+                if !counters.claim_alert(&key, t).await.unwrap_or(false) {
+                    continue;
+                }
+                tracing::warn!(
+                    budget = %budget.id,
+                    threshold_percent = t,
+                    spent = %format_usd(after),
+                    limit = %format_usd(budget.limit_micros),
+                    "budget alert"
+                );
+                if let Some(url) = &alerts.webhook {
+                    let body = serde_json::json!({
+                        "budget": budget.id,
+                        "subject": { "kind": budget.subject_kind.as_str(), "name": budget.subject_name },
+                        "thresholdPercent": t,
+                        "spent": format_usd(after),
+                        "limit": format_usd(budget.limit_micros),
+                        "windowStartMs": key.window.start_ms,
+                        "windowEndMs": key.window.end_ms,
+                        "enforcement": if budget.hard { "hard" } else { "soft" },
+                    });
+                    send_webhook(&client, url, &body).await;
+                }
+            }
+        }
+    });
+}
+
+async fn send_webhook(client: &UpstreamClient, url: &str, body: &serde_json::Value) {
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(serde_json::to_vec(body).unwrap_or_default()));
+    match request {
+        Ok(r) => match client.raw(r).await {
+            Ok(resp) if resp.status().is_success() => {}
+            Ok(resp) => {
+                tracing::warn!(status = resp.status().as_u16(), "budget alert webhook refused the alert")
+            }
+            Err(e) => tracing::warn!(error = %e, "budget alert webhook unreachable"),
+        },
+        Err(_) => tracing::warn!("budget alert webhook URL is invalid"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use tollgate_crds::{compile, parse_documents};
+
+    #[test]
+    fn applicable_budgets_include_team_and_ancestors_once() {
+        let yaml = r#"
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: org}
+spec: {subject: {kind: team, name: all}, limit: "100", period: monthly}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: pay}
+spec: {subject: {kind: team, name: payments}, limit: "10", period: daily, parent: org}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: alice}
+spec: {subject: {kind: developer, name: alice}, limit: "1", period: daily, parent: pay}
+"#;
+        let c = compile(&parse_documents("t", yaml).unwrap().resources).unwrap();
+        let index = BudgetIndex::new(&c.budgets);
+        let alice = Principal {
+            kind: PrincipalKind::Developer,
+            name: "alice".into(),
+            role: Role::Developer,
+            team: Some("payments".into()),
+        };
+        let ids: Vec<&str> =
+            index.applicable(&c.budgets, &alice).iter().map(|&i| c.budgets[i].id.as_str()).collect();
+        assert_eq!(ids, ["default/alice", "default/pay", "default/org"]);
+        let bob = Principal { name: "bob".into(), team: None, ..alice.clone() };
+        assert!(index.applicable(&c.budgets, &bob).is_empty());
+    }
+}

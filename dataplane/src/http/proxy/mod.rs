@@ -1,0 +1,483 @@
+//! The request path: authenticate → parse and validate → resolve the model → choose an IP
+//! token → translate if the upstream speaks the other wire format → call → stream or return
+//! the answer in the caller's format → write the usage record.
+
+mod admission;
+mod stream;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tollgate_crds::budget::OnExhausted;
+use tollgate_crds::config::{BudgetConfig, ModelRoute, PricesMicros, RouteTarget};
+use tollgate_crds::iptoken::ModelKind;
+use tollgate_crds::money::format_usd;
+
+use self::admission::{Admitted, Refusal, admit};
+use self::stream::{StreamExtras, StreamMode, stream_response};
+use self::upstream::{BreakerTicket, Call, Failed, FirstEvents, attempt_upstreams};
+use super::{parse_json, read_body, validate};
+use crate::Shared;
+use crate::auth::KeyRecord;
+use crate::budget::{Reservation, check_alerts, key_for};
+use crate::cost::{Admission, BudgetKey, PriceTable, cost_micros, tokens, worst_case_micros};
+use crate::error::{ApiError, ApiFormat};
+use crate::observability::tracing::GenAiOperation;
+use crate::observability::{
+    AttemptOutcome, InFlight as MetricsInFlight, RateLimitKind, RateLimitScope, RequestLabels, RequestSpan,
+    RequestSpanStart,
+};
+use crate::providers::sse::{SseEvent, SseParser};
+use crate::providers::{Operation, Provider, Upstream, UpstreamError, Wire};
+use crate::reliability::ratelimit::{self, RateDecision, RateKind};
+use crate::reliability::{
+    Candidate, ErrorClass, FallbackPolicy, InFlightGuard, Outcome, Timeouts, classify_status, pick,
+};
+use crate::runtime::Runtime;
+use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream, TokenUsage};
+use crate::usage::{Charge, UsageRecord};
+use tracing::Instrument;
+
+/// Which API the caller used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/messages`
+    Messages,
+    /// `POST /v1/embeddings`
+    Embeddings,
+}
+
+impl Endpoint {
+    fn format(self) -> ApiFormat {
+        match self {
+            Self::Messages => ApiFormat::Anthropic,
+            Self::ChatCompletions | Self::Embeddings => ApiFormat::OpenAi,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat.completions",
+            Self::Messages => "messages",
+            Self::Embeddings => "embeddings",
+        }
+    }
+
+    fn operation(self) -> GenAiOperation {
+        match self {
+            Self::ChatCompletions | Self::Messages => GenAiOperation::Chat,
+            Self::Embeddings => GenAiOperation::Embeddings,
+        }
+    }
+
+    fn wire(self) -> Wire {
+        match self {
+            Self::Messages => Wire::Anthropic,
+            Self::ChatCompletions | Self::Embeddings => Wire::OpenAi,
+        }
+    }
+}
+
+/// What is known about a request so far, for its usage record, metrics and trace.
+pub(super) struct Ctx {
+    endpoint: Endpoint,
+    request_id: String,
+    started: Instant,
+    ts_ms: i64,
+    key: Option<Arc<KeyRecord>>,
+    model: Option<String>,
+    upstream_model: Option<String>,
+    provider: Option<&'static str>,
+    ip_token: Option<String>,
+    stream: bool,
+    downgraded_from: Option<String>,
+    fallback_from: Option<String>,
+    span: RequestSpan,
+    /// Held until the response's last byte (moved into a stream's task).
+    held: Held,
+    /// Upstream attempts so far (retries and fallbacks included).
+    attempts: u32,
+}
+
+/// Guards that must live as long as the response: they count it in flight until dropped.
+#[derive(Default)]
+pub(super) struct Held {
+    _in_flight: Option<InFlightGuard>,
+    _gauge: Option<MetricsInFlight>,
+}
+
+impl Ctx {
+    fn record(&self, status: u16, usage: TokenUsage, error_class: Option<&'static str>) -> UsageRecord {
+        let principal = self.key.as_ref().map(|k| &k.principal);
+        UsageRecord {
+            request_id: self.request_id.clone(),
+            ts_ms: self.ts_ms,
+            key_id: self.key.as_ref().map(|k| k.id.clone()),
+            principal_kind: principal.map(|p| p.kind.as_str().to_owned()),
+            principal_name: principal.map(|p| p.name.clone()),
+            endpoint: self.endpoint.name(),
+            model: self.model.clone(),
+            upstream_model: self.upstream_model.clone(),
+            provider: self.provider.map(str::to_owned),
+            ip_token: self.ip_token.clone(),
+            stream: self.stream,
+            input_tokens: usage.input,
+            output_tokens: usage.output,
+            cached_input_tokens: usage.cached_input,
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            status,
+            error_class,
+            downgraded_from: self.downgraded_from.clone(),
+            ..UsageRecord::default()
+        }
+    }
+}
+
+/// Handles one API call end to end. Never panics; every failure is an [`ApiError`] in the
+/// endpoint's format.
+pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    let span = RequestSpan::start(&RequestSpanStart {
+        operation: endpoint.operation(),
+        endpoint: endpoint.name(),
+        request_id: &request_id,
+        headers: &parts.headers,
+    });
+    let mut ctx = Ctx {
+        endpoint,
+        request_id,
+        started: Instant::now(),
+        ts_ms: crate::now_ms(),
+        key: None,
+        model: None,
+        upstream_model: None,
+        provider: None,
+        ip_token: None,
+        stream: false,
+        downgraded_from: None,
+        fallback_from: None,
+        span: span.clone(),
+        held: Held::default(),
+        attempts: 0,
+    };
+    let result = match shared.in_flight.try_enter() {
+        Some(guard) => {
+            ctx.held = Held { _in_flight: Some(guard), _gauge: Some(shared.metrics.in_flight()) };
+            run(&shared, &mut ctx, &parts.headers, body).instrument(span.span().clone()).await
+        }
+        None if shared.in_flight.is_closed() => Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::unavailable("shutting_down", "this gateway is shutting down; retry on another")
+        }),
+        None => {
+            shared.metrics.overloaded();
+            Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::unavailable("overloaded", "the gateway is at capacity; retry shortly")
+            })
+        }
+    };
+    let (mut response, code) = match result {
+        Ok(response) => (response, None),
+        Err(error) => {
+            if ctx.key.is_some() {
+                shared
+                    .usage
+                    .record(ctx.record(error.status.as_u16(), TokenUsage::default(), Some(error.class())))
+                    .await;
+            }
+            if error.status.is_server_error() {
+                tracing::warn!(request_id = %ctx.request_id, status = error.status.as_u16(), code = error.code, "request failed");
+            }
+            span.set_error(error.code);
+            let code = error.code;
+            (error.into_response(endpoint.format()), Some(code))
+        }
+    };
+    let status = response.status().as_u16();
+    span.set_status(status);
+    shared.metrics.request_finished(
+        &RequestLabels {
+            endpoint: endpoint.name(),
+            model: ctx.model.as_deref(),
+            provider: ctx.provider,
+            status,
+            code,
+        },
+        ctx.started.elapsed(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// A 429 for a rate limit, with the `x-ratelimit-*` headers.
+fn rate_limited(decision: &RateDecision, kind: RateKind, scope: &str) -> ApiError {
+    let what = match kind {
+        RateKind::Requests => "requests",
+        RateKind::Tokens => "tokens",
+    };
+    let mut error = ApiError::rate_limited(
+        "rate_limited",
+        format!(
+            "{scope} rate limit of {} {what} per minute reached; retry after {}s",
+            decision.limit,
+            decision.retry_after_secs()
+        ),
+        Some(decision.retry_after_secs()),
+    );
+    error.headers.extend(ratelimit::headers(decision, kind));
+    error
+}
+
+/// Checks a per-minute limit; a limiter that cannot answer admits (rate limits protect,
+/// they are not money: they fail open, unlike budgets).
+async fn check_rate(shared: &Shared, key: &str, limit: u64, cost: u64) -> Option<RateDecision> {
+    match shared.rate_limiter.check(key, limit, cost, Duration::from_secs(60), crate::now_ms()).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; admitting");
+            None
+        }
+    }
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    ctx: &mut Ctx,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = shared.keys.authenticate(headers, ctx.ts_ms).await?;
+    ctx.key = Some(Arc::clone(&key));
+    ctx.span.set_principal(&key.principal.name);
+    let mut limit_headers = Vec::new();
+    if let Some(rpm) = key.rpm
+        && let Some(d) = check_rate(shared, &format!("key:{}:rpm", key.id), rpm, 1).await
+    {
+        if !d.allowed {
+            shared.metrics.rate_limited(RateLimitKind::Requests, RateLimitScope::Principal);
+            return Err(rate_limited(&d, RateKind::Requests, "your key's"));
+        }
+        limit_headers.extend(ratelimit::headers(&d, RateKind::Requests));
+    }
+    let bytes = read_body(headers, body, shared.options.max_body_bytes).await?;
+    let mut value = parse_json(&bytes)?;
+    let (model, stream, include_usage) = match ctx.endpoint {
+        Endpoint::ChatCompletions => {
+            let i = validate::chat_completions(&value)?;
+            (i.model, i.stream, i.include_usage)
+        }
+        Endpoint::Messages => {
+            let i = validate::messages(&value)?;
+            (i.model, i.stream, i.include_usage)
+        }
+        Endpoint::Embeddings => (validate::embeddings(&value)?.model, false, false),
+    };
+    ctx.stream = stream;
+    ctx.span.set_request(tokens::max_output_tokens(&value, ctx.endpoint.wire()), stream);
+
+    let runtime = shared.runtime.load_full();
+    let mut model = model;
+    let mut tried_models: Vec<String> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        ctx.model = Some(model.clone());
+        ctx.span.set_model(&model);
+        let route = resolve(&runtime, &key, ctx.endpoint, &model)?;
+        let timeouts = model_timeouts(&shared.options, route);
+        let deadline = *deadline.get_or_insert(ctx.started + timeouts.total);
+        let admitted = match admit(shared, &runtime, ctx, &key.principal.clone(), &model, route, &mut value)
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(Refusal { downgrade: Some(to), .. }) if ctx.downgraded_from.is_none() && to != model => {
+                tracing::info!(request_id = %ctx.request_id, from = %model, to = %to, "budget exhausted; downgrading");
+                ctx.downgraded_from = Some(std::mem::replace(&mut model, to));
+                set_model(&mut value, &model);
+                continue;
+            }
+            Err(refusal) => {
+                if let Some(budget) = refusal.error.headers.iter().find(|(n, _)| *n == "x-tollgate-budget") {
+                    shared.metrics.budget_rejected(&budget.1);
+                }
+                return Err(refusal.error);
+            }
+        };
+        if tried_models.is_empty()
+            && let Some(tpm) = key.tpm
+            && let Some(d) =
+                check_rate(shared, &format!("key:{}:tpm", key.id), tpm, admitted.token_estimate).await
+        {
+            if !d.allowed {
+                let mut admitted = admitted;
+                admitted.release().await;
+                shared.metrics.rate_limited(RateLimitKind::Tokens, RateLimitScope::Principal);
+                return Err(rate_limited(&d, RateKind::Tokens, "your key's"));
+            }
+            limit_headers.extend(ratelimit::headers(&d, RateKind::Tokens));
+        }
+        tried_models.push(model.clone());
+        let call = Call {
+            runtime: &runtime,
+            route,
+            model: &model,
+            value: &value,
+            stream,
+            include_usage,
+            timeouts,
+            deadline,
+        };
+        match attempt_upstreams(shared, ctx, headers, &call, admitted).await {
+            Ok(mut response) => {
+                let h = response.headers_mut();
+                for (name, v) in limit_headers {
+                    if let Ok(v) = HeaderValue::from_str(&v) {
+                        h.insert(name, v);
+                    }
+                }
+                return Ok(response);
+            }
+            Err(Failed { error, class }) => {
+                let policy = FallbackPolicy {
+                    chain: route.fallbacks.clone(),
+                    on: fallback_classes(&route.fallback_on),
+                };
+                match policy.next(&tried_models, class) {
+                    Some(next) if Instant::now() < deadline => {
+                        tracing::info!(request_id = %ctx.request_id, from = %model, to = %next, class = class.as_str(), "falling back");
+                        shared.metrics.fallback(&model, next);
+                        ctx.span.set_fallback_from(&model);
+                        ctx.fallback_from.get_or_insert_with(|| model.clone());
+                        model = next.to_owned();
+                        set_model(&mut value, &model);
+                    }
+                    _ => return Err(error),
+                }
+            }
+        }
+    }
+}
+
+fn set_model(value: &mut Value, model: &str) {
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("model".into(), Value::String(model.to_owned()));
+    }
+}
+
+/// The error classes a route falls back on (`fallbackOn`), defaulting to the retryable ones.
+fn fallback_classes(names: &[String]) -> Vec<ErrorClass> {
+    if names.is_empty() {
+        return vec![ErrorClass::Unavailable, ErrorClass::Timeout, ErrorClass::RateLimited];
+    }
+    names
+        .iter()
+        .filter_map(|n| match n.as_str() {
+            "unavailable" => Some(ErrorClass::Unavailable),
+            "timeout" => Some(ErrorClass::Timeout),
+            "rate-limited" => Some(ErrorClass::RateLimited),
+            "context-length-exceeded" => Some(ErrorClass::ContextLengthExceeded),
+            "content-filtered" => Some(ErrorClass::ContentFiltered),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The timeouts of a model: its own, else the gateway's.
+fn model_timeouts(options: &crate::GatewayOptions, route: &ModelRoute) -> Timeouts {
+    let t = route.timeouts.unwrap_or(tollgate_crds::iptoken::ModelTimeouts {
+        first_byte_seconds: None,
+        idle_seconds: None,
+        total_seconds: None,
+    });
+    let secs = |v: Option<u32>, default: Duration| v.map_or(default, |s| Duration::from_secs(u64::from(s)));
+    Timeouts {
+        connect: options.connect_timeout,
+        first_byte: secs(t.first_byte_seconds, options.header_timeout),
+        idle_between_chunks: secs(t.idle_seconds, options.stream_idle_timeout),
+        total: secs(t.total_seconds, options.response_timeout),
+    }
+}
+
+fn untranslatable(e: translate::TranslateError) -> ApiError {
+    ApiError::invalid(format!("cannot be served by this model's provider: {}", e.message), Some(e.path))
+}
+
+/// The model's route, after the key and kind checks.
+fn resolve<'r>(
+    runtime: &'r Runtime,
+    key: &KeyRecord,
+    endpoint: Endpoint,
+    model: &str,
+) -> Result<&'r ModelRoute, ApiError> {
+    let route = runtime.route(model).ok_or_else(|| {
+        ApiError::not_found("model_not_found", format!("model {model:?} does not exist")).with_param("model")
+    })?;
+    if !key.allows_model(model) {
+        return Err(ApiError::forbidden(
+            "model_not_allowed",
+            format!("this key may not use model {model:?}"),
+        )
+        .with_param("model"));
+    }
+    let wanted = if endpoint == Endpoint::Embeddings { ModelKind::Embedding } else { ModelKind::Chat };
+    if route.kind != wanted {
+        let hint = match route.kind {
+            ModelKind::Chat => "a chat model; use /v1/chat/completions or /v1/messages",
+            ModelKind::Embedding => "an embedding model; use /v1/embeddings",
+        };
+        return Err(ApiError::invalid(format!("model {model:?} is {hint}"), Some("model".into())));
+    }
+    if route.targets.iter().all(|t| t.weight == 0) {
+        return Err(ApiError::unavailable(
+            "no_upstream",
+            format!("no IP token is currently serving model {model:?}"),
+        ));
+    }
+    Ok(route)
+}
+
+/// The largest non-streaming upstream answer accepted (64 MiB: embeddings of big batches).
+const MAX_UPSTREAM_BODY: usize = 64 << 20;
+/// The most of an upstream error body read.
+const MAX_UPSTREAM_ERROR_BODY: usize = 64 << 10;
+
+pub(super) fn served_headers(h: &mut HeaderMap, ctx: &Ctx, upstream: &Upstream) {
+    if let Some(model) = &ctx.model
+        && let Ok(v) = HeaderValue::from_str(model)
+    {
+        h.insert("x-tollgate-model", v);
+    }
+    if let Some(from) = &ctx.downgraded_from
+        && let Ok(v) = HeaderValue::from_str(from)
+    {
+        h.insert("x-tollgate-downgraded-from", v);
+    }
+    if let Some(from) = &ctx.fallback_from
+        && let Ok(v) = HeaderValue::from_str(from)
+    {
+        h.insert("x-tollgate-fallback-from", v);
+    }
+    h.insert("x-tollgate-provider", HeaderValue::from_static(upstream.provider_name()));
+}

@@ -1,0 +1,398 @@
+//! Streaming answers: pass through or translate SSE as it arrives, settle and record when
+//! the stream ends, holding the final frame back until the usage record is committed.
+
+use super::*;
+
+pub(super) fn data_frame(data: &str) -> Bytes {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+pub(super) fn event_frame(name: &str, data: &Value) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_default();
+    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+pub(super) enum StreamMode {
+    OpenAiPassthrough { include_usage: bool },
+    AnthropicPassthrough,
+    AnthropicToOpenAi(Box<AnthropicToOpenAiStream>),
+    OpenAiToAnthropic(Box<OpenAiToAnthropicStream>),
+}
+
+impl StreamMode {
+    pub(super) fn client_format(&self) -> ApiFormat {
+        match self {
+            Self::OpenAiPassthrough { .. } | Self::AnthropicToOpenAi(_) => ApiFormat::OpenAi,
+            Self::AnthropicPassthrough | Self::OpenAiToAnthropic(_) => ApiFormat::Anthropic,
+        }
+    }
+}
+
+/// Streams the upstream's events to the caller as they arrive, translating when needed.
+/// When the stream ends, however it ends, it is settled and recorded; a stream that ended
+/// well has its record committed before its last event is sent.
+/// What a stream's task holds until the stream ends.
+pub(super) struct StreamExtras {
+    pub(super) ticket: BreakerTicket,
+    pub(super) outstanding: crate::reliability::OutstandingGuard,
+    pub(super) held: Held,
+    pub(super) idle: Duration,
+    /// The request's total deadline: a stream never outlives it.
+    pub(super) deadline: Instant,
+}
+
+pub(super) fn stream_response(
+    shared: &Arc<Shared>,
+    ctx: &Ctx,
+    first: FirstEvents,
+    mode: StreamMode,
+    admitted: Admitted,
+    extras: StreamExtras,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+    let record = ctx.record(200, TokenUsage::default(), None);
+    let shared_task = Arc::clone(shared);
+    let idle = extras.idle;
+    let deadline = extras.deadline;
+    let started = ctx.started;
+    let model = ctx.model.clone().unwrap_or_default();
+    let span = ctx.span.clone();
+    let task = async move {
+        let shared = shared_task;
+        let StreamExtras { ticket, outstanding, held: _held, .. } = extras;
+        let mut admitted = admitted;
+        let mut pump = Pump {
+            mode,
+            usage: TokenUsage::default(),
+            tx,
+            parser: first.parser,
+            client_gone: false,
+            content_events: 0,
+            first_content: None,
+        };
+        let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
+        drop(outstanding);
+        if let Some(at) = pump.first_content {
+            shared.metrics.time_to_first_token(&model, at.saturating_duration_since(started));
+        }
+        ticket.report(match outcome {
+            None => Outcome::Success { latency: started.elapsed().min(Duration::from_secs(3600)) },
+            Some("client_disconnected") => Outcome::Ignored,
+            Some(_) => Outcome::Failure,
+        });
+        let usage = if pump.usage == TokenUsage::default() && outcome.is_some() {
+            // No usage reported (the stream broke or the caller left): charge the input
+            // estimate and one token per content event delivered.
+            None
+        } else {
+            Some(pump.usage)
+        };
+        let cost = match usage {
+            Some(u) => admitted.settle(&shared, u).await,
+            None => {
+                let per_token = admitted.prices.map_or(0, |p| p.output_per_mtok.div_ceil(1_000_000));
+                // Never more than the worst case reserved for it.
+                let cost = admitted
+                    .cap(admitted.input_micros.saturating_add(per_token.saturating_mul(pump.content_events)));
+                if let Some(r) = admitted.reservation.take() {
+                    r.settle(cost).await;
+                }
+                cost
+            }
+        };
+        let ctx_for_metrics = (&model, pump.usage, cost, admitted.prices.is_some());
+        shared.metrics.tokens(ctx_for_metrics.0, ctx_for_metrics.1.input, ctx_for_metrics.1.output);
+        if ctx_for_metrics.3 {
+            shared.metrics.cost(ctx_for_metrics.0, cost);
+        }
+        let mut record = record;
+        record.input_tokens = pump.usage.input;
+        record.output_tokens = pump.usage.output;
+        record.cached_input_tokens = pump.usage.cached_input;
+        record.error_class = outcome;
+        record.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        admitted.fill(&mut record, cost);
+        shared.usage.record_durable(record).await;
+        if let Some(bytes) = terminator {
+            pump.send(bytes).await;
+        }
+    };
+    tokio::spawn(task.instrument(span.span().clone()));
+    let mut response = Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Some(model) = &ctx.model
+        && let Ok(v) = HeaderValue::from_str(model)
+    {
+        h.insert("x-tollgate-model", v);
+    }
+    if let Some(from) = &ctx.downgraded_from
+        && let Ok(v) = HeaderValue::from_str(from)
+    {
+        h.insert("x-tollgate-downgraded-from", v);
+    }
+    if let Some(p) = ctx.provider {
+        h.insert("x-tollgate-provider", HeaderValue::from_static(p));
+    }
+    response
+}
+
+pub(super) struct Pump {
+    pub(super) mode: StreamMode,
+    pub(super) usage: TokenUsage,
+    pub(super) tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    pub(super) parser: SseParser,
+    pub(super) client_gone: bool,
+    /// Events carrying content delivered to the caller (the fallback output-token count).
+    pub(super) content_events: u64,
+    /// When the first content event was delivered.
+    pub(super) first_content: Option<Instant>,
+}
+
+impl Pump {
+    /// Runs to the end of the upstream stream. Returns the error class if it did not end
+    /// well, and the stream's final frame, held back until the usage record is committed.
+    pub(super) async fn run(
+        &mut self,
+        body: Body,
+        first: Vec<SseEvent>,
+        idle: Duration,
+        deadline: Instant,
+    ) -> (Option<&'static str>, Option<Bytes>) {
+        let mut held = None;
+        let outcome = self.run_inner(body, first, idle, deadline, &mut held).await;
+        (outcome, if outcome.is_none() { held } else { None })
+    }
+
+    pub(super) async fn run_inner(
+        &mut self,
+        mut body: Body,
+        first: Vec<SseEvent>,
+        idle: Duration,
+        deadline: Instant,
+        held: &mut Option<Bytes>,
+    ) -> Option<&'static str> {
+        for event in first {
+            let done = self.on_event(event, held).await;
+            if self.client_gone {
+                return Some("client_disconnected");
+            }
+            if done {
+                return self.finish(held).await;
+            }
+        }
+        let mut events = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let frame = match tokio::time::timeout(idle.min(left), body.frame()).await {
+                Err(_) if left <= idle => {
+                    return self
+                        .fail("stream_total_timeout", "the answer ran past the request's time limit")
+                        .await;
+                }
+                Err(_) => return self.fail("stream_idle_timeout", "the provider stopped sending").await,
+                Ok(None) => break,
+                Ok(Some(Err(_))) => {
+                    return self
+                        .fail("upstream_stream_error", "the connection to the provider broke mid-stream")
+                        .await;
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            if self.parser.feed(&data, &mut events).is_err() {
+                return self
+                    .fail("upstream_invalid_response", "the provider sent an oversized stream event")
+                    .await;
+            }
+            for event in events.drain(..) {
+                let done = self.on_event(event, held).await;
+                if self.client_gone {
+                    return Some("client_disconnected");
+                }
+                if done {
+                    return self.finish(held).await;
+                }
+            }
+        }
+        self.parser.finish(&mut events);
+        for event in std::mem::take(&mut events) {
+            if self.on_event(event, held).await {
+                break;
+            }
+        }
+        if self.client_gone {
+            return Some("client_disconnected");
+        }
+        self.finish(held).await
+    }
+
+    pub(super) async fn send(&mut self, bytes: Bytes) {
+        if !self.client_gone && self.tx.send(Ok(bytes)).await.is_err() {
+            self.client_gone = true;
+        }
+    }
+
+    pub(super) async fn send_data(&mut self, data: &str) {
+        self.content_events += 1;
+        self.first_content.get_or_insert_with(Instant::now);
+        self.send(data_frame(data)).await;
+    }
+
+    pub(super) async fn send_event(&mut self, name: &str, data: &Value) {
+        self.content_events += 1;
+        self.first_content.get_or_insert_with(Instant::now);
+        self.send(event_frame(name, data)).await;
+    }
+
+    /// Handles one upstream event; returns true when the upstream said it is done.
+    pub(super) async fn on_event(&mut self, event: SseEvent, held: &mut Option<Bytes>) -> bool {
+        match &mut self.mode {
+            StreamMode::OpenAiPassthrough { include_usage } => {
+                if event.data == "[DONE]" {
+                    return true;
+                }
+                let include_usage = *include_usage;
+                if !event.data.contains("\"usage\"") {
+                    self.send_data(&event.data).await;
+                    return false;
+                }
+                let Ok(mut chunk) = serde_json::from_str::<Value>(&event.data) else {
+                    self.send_data(&event.data).await;
+                    return false;
+                };
+                if let Some(u) = translate::openai_usage(&chunk) {
+                    self.usage = u;
+                }
+                if include_usage {
+                    self.send_data(&event.data).await;
+                } else {
+                    let usage_only =
+                        chunk.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+                    if !usage_only {
+                        if let Some(o) = chunk.as_object_mut() {
+                            o.remove("usage");
+                        }
+                        let data = serde_json::to_string(&chunk).unwrap_or_default();
+                        self.send_data(&data).await;
+                    }
+                }
+                false
+            }
+            StreamMode::AnthropicPassthrough => {
+                let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+                    return false;
+                };
+                let kind = if event.event.is_empty() {
+                    data.get("type").and_then(Value::as_str).unwrap_or("").to_owned()
+                } else {
+                    event.event.clone()
+                };
+                match kind.as_str() {
+                    "message_start" => {
+                        if let Some(u) = data.get("message").and_then(translate::anthropic_usage) {
+                            self.usage.input = u.input;
+                            self.usage.cached_input = u.cached_input;
+                            self.usage.output = u.output;
+                        }
+                    }
+                    "message_delta" => {
+                        if let Some(out) = data.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                            self.usage.output = out;
+                        }
+                    }
+                    _ => {}
+                }
+                let frame = Bytes::from(format!("event: {kind}\ndata: {}\n\n", event.data));
+                if kind == "message_stop" {
+                    *held = Some(frame);
+                    return true;
+                }
+                self.content_events += 1;
+                self.send(frame).await;
+                false
+            }
+            StreamMode::AnthropicToOpenAi(t) => {
+                let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+                    return false;
+                };
+                let name = if event.event.is_empty() {
+                    data.get("type").and_then(Value::as_str).unwrap_or("").to_owned()
+                } else {
+                    event.event.clone()
+                };
+                let out = t.on_event(&name, &data);
+                self.usage = t.usage();
+                for payload in out {
+                    self.send_data(&payload).await;
+                }
+                name == "message_stop"
+            }
+            StreamMode::OpenAiToAnthropic(t) => {
+                if event.data == "[DONE]" {
+                    return true;
+                }
+                let Ok(chunk) = serde_json::from_str::<Value>(&event.data) else {
+                    return false;
+                };
+                let out = t.on_chunk(&chunk);
+                self.usage = t.usage();
+                for (name, data) in out {
+                    self.send_event(name, &data).await;
+                }
+                false
+            }
+        }
+    }
+
+    /// Ends a stream that completed: sends all but the final frame, which goes to `held`.
+    pub(super) async fn finish(&mut self, held: &mut Option<Bytes>) -> Option<&'static str> {
+        match &mut self.mode {
+            StreamMode::OpenAiPassthrough { .. } => *held = Some(data_frame("[DONE]")),
+            StreamMode::AnthropicPassthrough => {
+                if held.is_none() {
+                    *held = Some(event_frame("message_stop", &serde_json::json!({"type": "message_stop"})));
+                }
+            }
+            StreamMode::AnthropicToOpenAi(t) => {
+                let out = t.finish();
+                self.usage = t.usage();
+                for payload in out {
+                    self.send(data_frame(&payload)).await;
+                }
+                *held = Some(data_frame("[DONE]"));
+            }
+            StreamMode::OpenAiToAnthropic(t) => {
+                let mut out = t.finish();
+                self.usage = t.usage();
+                let last = out.pop();
+                for (name, data) in out {
+                    self.send(event_frame(name, &data)).await;
+                }
+                *held = last.map(|(name, data)| event_frame(name, &data));
+            }
+        }
+        if self.client_gone { Some("client_disconnected") } else { None }
+    }
+
+    /// Ends a stream that broke: an error event in the caller's format, then the end.
+    pub(super) async fn fail(&mut self, class: &'static str, message: &str) -> Option<&'static str> {
+        let error = ApiError::bad_gateway(class, message);
+        match self.mode.client_format() {
+            ApiFormat::OpenAi => {
+                let data = serde_json::to_string(&error.body(ApiFormat::OpenAi)).unwrap_or_default();
+                self.send_data(&data).await;
+            }
+            ApiFormat::Anthropic => {
+                let body = error.body(ApiFormat::Anthropic);
+                self.send_event("error", &body).await;
+            }
+        }
+        Some(class)
+    }
+}

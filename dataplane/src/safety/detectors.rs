@@ -1,0 +1,1552 @@
+//! The built-in detectors: one Aho-Corasick pass over the text finds cheap literal anchors
+//! (`@`, `AKIA`, `sk-`, `-----BEGIN`, `password`, the injection trigger words, ...), and only
+//! at an anchor does a hand-written verifier (or a small anchored regex, for injection) look
+//! at the bytes around it. Numbers (cards, SSNs, phones, IPv4, IBANs) are found by one scan
+//! for digit runs, each classified by validators (Luhn, IIN, SSN ranges, mod-97); IPv6 by a
+//! scan for `:`. Clean text costs one automaton pass plus two byte scans.
+//!
+//! NB: every span produced starts and ends at an ASCII byte or at a regex match boundary,
+//! so slicing the text there never splits a UTF-8 character.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use tollgate_crds::safety::Detector;
+
+use super::injection::{self, InjectionPattern};
+use super::{Result, SafetyError};
+
+/// A set of built-in detectors, by [`Detector::index`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct DetectorMask(u32);
+
+impl DetectorMask {
+    pub(super) fn insert(&mut self, d: Detector) {
+        self.0 |= 1 << d.index();
+    }
+    pub(super) fn has(self, d: Detector) -> bool {
+        self.0 & (1 << d.index()) != 0
+    }
+    pub(super) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    fn any(self, ds: &[Detector]) -> bool {
+        ds.iter().any(|d| self.has(*d))
+    }
+}
+
+/// What matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Rule {
+    /// A built-in detector.
+    Builtin(Detector),
+    /// An injection pattern (index into [`injection::PATTERNS`]).
+    Injection(u16),
+    /// A custom regex: (policy slot, rule index).
+    Regex(u16, u16),
+    /// A custom term list: (policy slot, rule index).
+    Terms(u16, u16),
+}
+
+/// One match: the whole match and the part to redact (the value of `password=value`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Hit {
+    pub rule: Rule,
+    pub start: usize,
+    pub end: usize,
+    pub redact_start: usize,
+    pub redact_end: usize,
+}
+
+impl Hit {
+    fn new(rule: Rule, start: usize, end: usize) -> Self {
+        Self { rule, start, end, redact_start: start, redact_end: end }
+    }
+    fn builtin(d: Detector, start: usize, end: usize) -> Self {
+        Self::new(Rule::Builtin(d), start, end)
+    }
+}
+
+/// What an anchor triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handler {
+    Email,
+    Aws,
+    Github,
+    Slack,
+    SlackWebhook,
+    SkDash,
+    Google,
+    Stripe,
+    Pem,
+    Jwt,
+    Keyword,
+    Bearer,
+    Injection(u16),
+}
+
+const NUMERIC: [Detector; 5] =
+    [Detector::CreditCard, Detector::UsSsn, Detector::Phone, Detector::IpAddress, Detector::Iban];
+
+/// Anchors of the secret detectors (lower case: the automaton ignores ASCII case; the
+/// verifiers check the exact case where it matters).
+const SECRET_ANCHORS: &[(&str, Handler)] = &[
+    ("@", Handler::Email),
+    ("akia", Handler::Aws),
+    ("asia", Handler::Aws),
+    ("agpa", Handler::Aws),
+    ("aida", Handler::Aws),
+    ("aroa", Handler::Aws),
+    ("aipa", Handler::Aws),
+    ("anpa", Handler::Aws),
+    ("anva", Handler::Aws),
+    ("abia", Handler::Aws),
+    ("acca", Handler::Aws),
+    ("ghp_", Handler::Github),
+    ("gho_", Handler::Github),
+    ("ghu_", Handler::Github),
+    ("ghs_", Handler::Github),
+    ("ghr_", Handler::Github),
+    ("github_pat_", Handler::Github),
+    ("xox", Handler::Slack),
+    ("xapp-", Handler::Slack),
+    ("hooks.slack.com/services/", Handler::SlackWebhook),
+    ("sk-", Handler::SkDash),
+    ("aiza", Handler::Google),
+    ("sk_live_", Handler::Stripe),
+    ("sk_test_", Handler::Stripe),
+    ("rk_live_", Handler::Stripe),
+    ("rk_test_", Handler::Stripe),
+    ("whsec_", Handler::Stripe),
+    ("-----begin", Handler::Pem),
+    ("eyj", Handler::Jwt),
+    ("password", Handler::Keyword),
+    ("passwd", Handler::Keyword),
+    ("passphrase", Handler::Keyword),
+    ("pwd", Handler::Keyword),
+    ("secret", Handler::Keyword),
+    ("api_key", Handler::Keyword),
+    ("api-key", Handler::Keyword),
+    ("apikey", Handler::Keyword),
+    ("token", Handler::Keyword),
+    ("private_key", Handler::Keyword),
+    ("privatekey", Handler::Keyword),
+    ("access_key", Handler::Keyword),
+    ("accesskey", Handler::Keyword),
+    ("credential", Handler::Keyword),
+    ("encryption_key", Handler::Keyword),
+    ("encryptionkey", Handler::Keyword),
+    ("signing_key", Handler::Keyword),
+    ("master_key", Handler::Keyword),
+    ("bearer", Handler::Bearer),
+];
+
+/// Literal prefixes of secrets, used by the streaming scanner to decide whether the trailing
+/// word of a chunk could be the start of one (exact case).
+pub(super) const SECRET_PREFIXES: &[(&str, Detector)] = &[
+    ("AKIA", Detector::AwsAccessKey),
+    ("ASIA", Detector::AwsAccessKey),
+    ("AGPA", Detector::AwsAccessKey),
+    ("AIDA", Detector::AwsAccessKey),
+    ("AROA", Detector::AwsAccessKey),
+    ("AIPA", Detector::AwsAccessKey),
+    ("ANPA", Detector::AwsAccessKey),
+    ("ANVA", Detector::AwsAccessKey),
+    ("ABIA", Detector::AwsAccessKey),
+    ("ACCA", Detector::AwsAccessKey),
+    ("ghp_", Detector::GithubToken),
+    ("gho_", Detector::GithubToken),
+    ("ghu_", Detector::GithubToken),
+    ("ghs_", Detector::GithubToken),
+    ("ghr_", Detector::GithubToken),
+    ("github_pat_", Detector::GithubToken),
+    ("xoxb-", Detector::SlackToken),
+    ("xoxp-", Detector::SlackToken),
+    ("xoxa-", Detector::SlackToken),
+    ("xoxo-", Detector::SlackToken),
+    ("xoxs-", Detector::SlackToken),
+    ("xoxr-", Detector::SlackToken),
+    ("xoxe-", Detector::SlackToken),
+    ("xapp-", Detector::SlackToken),
+    ("sk-", Detector::OpenaiKey),
+    ("sk-ant-", Detector::AnthropicKey),
+    ("AIza", Detector::GoogleApiKey),
+    ("sk_live_", Detector::StripeKey),
+    ("sk_test_", Detector::StripeKey),
+    ("rk_live_", Detector::StripeKey),
+    ("rk_test_", Detector::StripeKey),
+    ("whsec_", Detector::StripeKey),
+    ("eyJ", Detector::Jwt),
+];
+
+/// The built-in detectors, compiled once per engine.
+#[derive(Debug)]
+pub(super) struct Builtins {
+    ac: AhoCorasick,
+    handlers: Vec<Vec<Handler>>,
+    pub(super) injection: Vec<InjectionPattern>,
+}
+
+impl Builtins {
+    pub(super) fn new() -> Result<Self> {
+        let injection = injection::compile()?;
+        // Anchor → handlers; an anchor that extends a shorter one also runs the shorter
+        // one's handlers (the automaton reports only the longest at a position).
+        let mut anchors: Vec<(Vec<u8>, Vec<Handler>)> = Vec::new();
+        let mut add = |anchor: &[u8], h: Handler| {
+            let anchor = anchor.to_ascii_lowercase();
+            match anchors.iter_mut().find(|(a, _)| *a == anchor) {
+                Some((_, hs)) => {
+                    if !hs.contains(&h) {
+                        hs.push(h)
+                    }
+                }
+                None => anchors.push((anchor, vec![h])),
+            }
+        };
+        for (a, h) in SECRET_ANCHORS {
+            add(a.as_bytes(), *h);
+        }
+        for (i, p) in injection.iter().enumerate() {
+            let idx = u16::try_from(i).map_err(|_| SafetyError::Internal("too many patterns".into()))?;
+            for a in p.anchors {
+                add(a, Handler::Injection(idx));
+            }
+        }
+        let snapshot: Vec<(Vec<u8>, Vec<Handler>)> = anchors.clone();
+        for (anchor, hs) in &mut anchors {
+            for (shorter, extra) in &snapshot {
+                if shorter.len() < anchor.len() && anchor.starts_with(shorter) {
+                    for h in extra {
+                        if !hs.contains(h) {
+                            hs.push(*h);
+                        }
+                    }
+                }
+            }
+        }
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(anchors.iter().map(|(a, _)| a.as_slice()))
+            .map_err(|e| SafetyError::Internal(format!("anchor automaton: {e}")))?;
+        Ok(Self { ac, handlers: anchors.into_iter().map(|(_, h)| h).collect(), injection })
+    }
+
+    /// Finds every enabled built-in match in `text`, appending to `out`. `key` is the JSON
+    /// object key the text is the value of, if any (`"password": "..."`).
+    pub(super) fn scan(
+        &self,
+        text: &str,
+        mask: DetectorMask,
+        injection: bool,
+        key: Option<&str>,
+        out: &mut Vec<Hit>,
+    ) {
+        let first = out.len();
+        let bytes = text.as_bytes();
+        if mask.any(&NUMERIC) {
+            scan_numbers(bytes, mask, out);
+        }
+        if mask.has(Detector::IpAddress) {
+            scan_ipv6(text, out);
+        }
+        if !mask.is_empty() || injection {
+            for m in self.ac.find_iter(bytes) {
+                let Some(handlers) = self.handlers.get(m.pattern().as_usize()) else { continue };
+                for h in handlers {
+                    self.verify(*h, text, m.start(), m.end(), mask, injection, out);
+                }
+            }
+        }
+        if let Some(key) = key
+            && mask.any(&[Detector::GenericAssignment, Detector::AwsSecretKey])
+        {
+            key_value(key, text, mask, out);
+        }
+        dedupe(out, first);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn verify(
+        &self,
+        h: Handler,
+        text: &str,
+        at: usize,
+        anchor_end: usize,
+        mask: DetectorMask,
+        injection: bool,
+        out: &mut Vec<Hit>,
+    ) {
+        let b = text.as_bytes();
+        let on = |d: Detector| mask.has(d);
+        match h {
+            Handler::Email if on(Detector::Email) => email(b, at, out),
+            Handler::Aws if on(Detector::AwsAccessKey) || on(Detector::AwsSecretKey) => aws(b, at, mask, out),
+            Handler::Github if on(Detector::GithubToken) => github(b, at, out),
+            Handler::Slack if on(Detector::SlackToken) => slack(b, at, out),
+            Handler::SlackWebhook if on(Detector::SlackToken) => slack_webhook(b, at, out),
+            Handler::SkDash if on(Detector::OpenaiKey) || on(Detector::AnthropicKey) => {
+                sk_dash(b, at, mask, out)
+            }
+            Handler::Google if on(Detector::GoogleApiKey) => google(b, at, out),
+            Handler::Stripe if on(Detector::StripeKey) => stripe(b, at, out),
+            Handler::Pem if on(Detector::PrivateKey) => pem(b, at, out),
+            Handler::Jwt if on(Detector::Jwt) => jwt(b, at, out),
+            Handler::Keyword if on(Detector::GenericAssignment) || on(Detector::AwsSecretKey) => {
+                keyword(b, at, anchor_end, mask, out)
+            }
+            Handler::Bearer if on(Detector::GenericAssignment) => bearer(b, at, out),
+            Handler::Injection(i) if injection => {
+                if let Some(p) = self.injection.get(usize::from(i))
+                    && let Some(end) = p.matches(text, at)
+                {
+                    out.push(Hit::new(Rule::Injection(i), at, end));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Drops overlapping duplicates among the built-in hits from `first` on: a generic
+/// assignment that overlaps a specific secret, and overlapping hits of one detector (the
+/// longer stays).
+fn dedupe(out: &mut Vec<Hit>, first: usize) {
+    let hits = &mut out[first..];
+    if hits.len() < 2 {
+        return;
+    }
+    hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+    let mut keep = vec![true; hits.len()];
+    for i in 0..hits.len() {
+        let Rule::Builtin(a) = hits[i].rule else { continue };
+        for j in 0..hits.len() {
+            if i == j || !keep[j] {
+                continue;
+            }
+            let Rule::Builtin(b) = hits[j].rule else { continue };
+            let overlap =
+                hits[i].redact_start < hits[j].redact_end && hits[j].redact_start < hits[i].redact_end;
+            if !overlap {
+                continue;
+            }
+            let drop_i =
+                (a == Detector::GenericAssignment && b != Detector::GenericAssignment && !b.is_pii())
+                    || (a == b && (j < i));
+            if drop_i {
+                keep[i] = false;
+                break;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    let tail: Vec<Hit> = out.drain(first..).filter(|_| k.next().unwrap_or(false)).collect();
+    out.extend(tail);
+}
+
+// -------------------------------------------------------------------------------------
+// Byte classes and helpers
+// -------------------------------------------------------------------------------------
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Whether the byte before `at` ends a word (or there is none).
+fn left_boundary(b: &[u8], at: usize, class: impl Fn(u8) -> bool) -> bool {
+    at == 0 || b.get(at - 1).is_none_or(|c| !class(*c))
+}
+
+/// The end of the run of `class` bytes starting at `from`.
+fn run_end(b: &[u8], from: usize, class: impl Fn(u8) -> bool) -> usize {
+    let mut i = from;
+    while i < b.len() && class(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn key_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+fn ieq(b: &[u8], at: usize, lit: &str) -> bool {
+    b.get(at..at + lit.len()).is_some_and(|s| s.eq_ignore_ascii_case(lit.as_bytes()))
+}
+
+fn starts(b: &[u8], at: usize, lit: &str) -> bool {
+    b.get(at..at + lit.len()).is_some_and(|s| s == lit.as_bytes())
+}
+
+// -------------------------------------------------------------------------------------
+// PII
+// -------------------------------------------------------------------------------------
+
+fn local_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"._%+-".contains(&c)
+}
+
+/// Whether the address-like text starting at `start` is the user part of a URL
+/// (`https://token@github.com/...`), which is a credential, not an address.
+fn url_userinfo(b: &[u8], start: usize) -> bool {
+    let from = start.saturating_sub(100);
+    let word_start = b[from..start].iter().rposition(u8::is_ascii_whitespace).map_or(from, |p| from + p + 1);
+    b[word_start..start].windows(3).any(|w| w == b"://")
+}
+
+fn domain_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'.' || c == b'-'
+}
+
+const NOT_TLDS: &[&str] = &["png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tiff"];
+
+fn email(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    let mut start = at;
+    while start > 0 && at - start < 64 && local_char(b[start - 1]) {
+        start -= 1;
+    }
+    while start < at && b[start] == b'.' {
+        start += 1;
+    }
+    if start == at
+        || b[at - 1] == b'.'
+        || b[start..at].windows(2).any(|w| w == b"..")
+        || url_userinfo(b, start)
+    {
+        return;
+    }
+    let mut end = run_end(b, at + 1, domain_char).min(at + 1 + 253);
+    while end > at + 1 && (b[end - 1] == b'.' || b[end - 1] == b'-') {
+        end -= 1;
+    }
+    let domain = &b[at + 1..end];
+    if domain.is_empty() || b.get(end) == Some(&b'@') {
+        return;
+    }
+    // `git@github.com:org/repo.git` is an SSH remote, not an address.
+    if b.get(end) == Some(&b':') && b.get(end + 1).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'/') {
+        return;
+    }
+    let labels: Vec<&[u8]> = domain.split(|c| *c == b'.').collect();
+    if labels.len() < 2 {
+        return;
+    }
+    for l in &labels {
+        if l.is_empty() || l.len() > 63 || l[0] == b'-' || l[l.len() - 1] == b'-' {
+            return;
+        }
+    }
+    let tld = labels[labels.len() - 1];
+    if tld.len() < 2 || tld.len() > 24 || !tld.iter().all(u8::is_ascii_alphabetic) {
+        return;
+    }
+    if NOT_TLDS.iter().any(|t| tld.eq_ignore_ascii_case(t.as_bytes())) {
+        return;
+    }
+    out.push(Hit::builtin(Detector::Email, start, end));
+}
+
+/// A digit group inside a numeric run.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    start: usize,
+    end: usize,
+}
+
+fn num_sep(c: u8) -> bool {
+    matches!(c, b' ' | b'-' | b'.' | b'(' | b')' | b'/')
+}
+
+/// Finds runs of digit groups (`+1 (415) 555-0100`, `4111 1111 1111 1111`, `10.0.0.1`) and
+/// classifies each contiguous window of groups, longest first.
+fn scan_numbers(b: &[u8], mask: DetectorMask, out: &mut Vec<Hit>) {
+    let n = b.len();
+    let mut i = 0;
+    while i < n {
+        let Some(off) = b[i..].iter().position(u8::is_ascii_digit) else { break };
+        let d = i + off;
+        // IBAN: two capital letters glued to the first digits.
+        if mask.has(Detector::Iban)
+            && d >= 2
+            && b[d - 1].is_ascii_uppercase()
+            && b[d - 2].is_ascii_uppercase()
+            && left_boundary(b, d - 2, |c| c.is_ascii_alphanumeric())
+            && let Some((end, valid)) = iban(b, d - 2)
+        {
+            // An IBAN-shaped run that fails its checksum is a mistyped IBAN: skip it whole
+            // rather than find cards or phones in its digits.
+            if valid {
+                out.push(Hit::builtin(Detector::Iban, d - 2, end));
+            }
+            i = end;
+            continue;
+        }
+        if !left_boundary(b, d, |c| is_word(c) || c == b'.')
+            || (d > 1 && b[d - 1] == b'.' && is_word(b[d - 2]))
+        {
+            i = run_end(b, d, |c| c.is_ascii_digit());
+            continue;
+        }
+        // A leading `+` or `(` belongs to the run.
+        let mut prefix = None;
+        if d > 0 && (b[d - 1] == b'+' || b[d - 1] == b'(') && left_boundary(b, d - 1, is_word) {
+            prefix = Some(b[d - 1]);
+        }
+        let mut groups: Vec<Group> = Vec::with_capacity(8);
+        let mut j = d;
+        loop {
+            let e = run_end(b, j, |c| c.is_ascii_digit());
+            groups.push(Group { start: j, end: e });
+            // Up to two separator bytes, then a digit, continue the run.
+            let s = run_end(b, e, num_sep);
+            if s - e == 0 || s - e > 2 || s >= n || !b[s].is_ascii_digit() || groups.len() >= 12 {
+                j = e;
+                break;
+            }
+            j = s;
+        }
+        // A last group glued to letters (`1234abc`) is not a number.
+        if b.get(j).is_some_and(|c| is_word(*c)) {
+            groups.pop();
+        }
+        let run_end_at = j;
+        if !groups.is_empty() {
+            classify_run(b, &groups, prefix, mask, out);
+        }
+        i = run_end_at.max(d + 1);
+    }
+}
+
+fn classify_run(b: &[u8], groups: &[Group], prefix: Option<u8>, mask: DetectorMask, out: &mut Vec<Hit>) {
+    let g = groups.len();
+    let mut gi = 0;
+    while gi < g {
+        // A window may only start after a space (or at the run start).
+        if gi > 0 && b[groups[gi - 1].end..groups[gi].start].first() != Some(&b' ') {
+            gi += 1;
+            continue;
+        }
+        let mut found = None;
+        let max_j = (gi + 8).min(g);
+        for gj in (gi..max_j).rev() {
+            if gj + 1 < g && b[groups[gj].end] != b' ' {
+                continue;
+            }
+            let start = if gi == 0 {
+                prefix.map_or(groups[0].start, |_| groups[0].start - 1)
+            } else if b[groups[gi].start - 1] == b'(' {
+                groups[gi].start - 1
+            } else {
+                groups[gi].start
+            };
+            let lead = b[start];
+            if let Some(d) = classify(b, &groups[gi..=gj], start, lead, mask) {
+                let mut end = groups[gj].end;
+                if b.get(end) == Some(&b')') && lead == b'(' && gj == gi {
+                    end += 1;
+                }
+                found = Some((d, start, end, gj));
+                break;
+            }
+        }
+        match found {
+            Some((d, start, end, gj)) => {
+                out.push(Hit::builtin(d, start, end));
+                gi = gj + 1;
+            }
+            None => gi += 1,
+        }
+    }
+}
+
+fn digits_of(b: &[u8], groups: &[Group]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(20);
+    for g in groups {
+        v.extend_from_slice(&b[g.start..g.end]);
+    }
+    v
+}
+
+fn seps<'a>(b: &'a [u8], groups: &[Group]) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    let pairs: Vec<(usize, usize)> = groups.windows(2).map(|w| (w[0].end, w[1].start)).collect();
+    pairs.into_iter().map(move |(s, e)| &b[s..e])
+}
+
+/// Lower-cased text of up to `n` bytes before `at`.
+fn before_lower(b: &[u8], at: usize, n: usize) -> String {
+    let s = at.saturating_sub(n);
+    String::from_utf8_lossy(&b[s..at]).to_lowercase()
+}
+
+fn classify(b: &[u8], groups: &[Group], start: usize, lead: u8, mask: DetectorMask) -> Option<Detector> {
+    let digits = digits_of(b, groups);
+    let lens: Vec<usize> = groups.iter().map(|g| g.end - g.start).collect();
+    let sep_list: Vec<&[u8]> = seps(b, groups).collect();
+    let plain = lead.is_ascii_digit();
+    if mask.has(Detector::CreditCard) && plain && is_card(&digits, &lens, &sep_list) {
+        return Some(Detector::CreditCard);
+    }
+    if mask.has(Detector::UsSsn) && plain && is_ssn(b, start, &digits, &lens, &sep_list) {
+        return Some(Detector::UsSsn);
+    }
+    if mask.has(Detector::Phone) && is_phone(b, start, lead, &digits, &lens, &sep_list) {
+        return Some(Detector::Phone);
+    }
+    if mask.has(Detector::IpAddress) && plain && is_ipv4(b, start, &digits, &lens, &sep_list) {
+        return Some(Detector::IpAddress);
+    }
+    None
+}
+
+fn same_single_sep(seps: &[&[u8]], allowed: &[u8]) -> Option<u8> {
+    let first = *seps.first()?;
+    if first.len() != 1 || !allowed.contains(&first[0]) {
+        return None;
+    }
+    seps.iter().all(|s| *s == first).then_some(first[0])
+}
+
+pub(super) fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d.wrapping_sub(b'0'));
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+fn prefix_num(digits: &[u8], n: usize) -> u32 {
+    digits.iter().take(n).fold(0, |acc, d| acc * 10 + u32::from(d.wrapping_sub(b'0')))
+}
+
+/// Issuer identification: Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro, Mir.
+fn known_issuer(d: &[u8]) -> bool {
+    let p1 = prefix_num(d, 1);
+    let p2 = prefix_num(d, 2);
+    let p3 = prefix_num(d, 3);
+    let p4 = prefix_num(d, 4);
+    p1 == 4
+        || (51..=55).contains(&p2)
+        || (2221..=2720).contains(&p4)
+        || p2 == 34
+        || p2 == 37
+        || p4 == 6011
+        || p2 == 65
+        || (644..=649).contains(&p3)
+        || (3528..=3589).contains(&p4)
+        || (300..=305).contains(&p3)
+        || p2 == 36
+        || p2 == 38
+        || p2 == 39
+        || p2 == 62
+        || p2 == 50
+        || (56..=58).contains(&p2)
+        || p2 == 67
+        || p4 == 6304
+        || (2200..=2204).contains(&p4)
+}
+
+fn is_card(digits: &[u8], lens: &[usize], seps: &[&[u8]]) -> bool {
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    // Printed groupings: 4-4-4-4 (most), 4-4-4-4-3 (19 digits), 4-6-5 (Amex), 4-6-4 (Diners).
+    const GROUPINGS: &[&[usize]] = &[&[4, 4, 4, 4], &[4, 4, 4, 4, 3], &[4, 6, 5], &[4, 6, 4]];
+    if lens.len() > 1 && (same_single_sep(seps, b" -").is_none() || !GROUPINGS.contains(&lens)) {
+        return false;
+    }
+    if digits.iter().all(|d| *d == digits[0]) {
+        return false;
+    }
+    known_issuer(digits) && luhn(digits)
+}
+
+pub(super) fn valid_ssn(area: u32, group: u32, serial: u32) -> bool {
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+fn is_ssn(b: &[u8], start: usize, digits: &[u8], lens: &[usize], seps: &[&[u8]]) -> bool {
+    if digits.len() != 9 {
+        return false;
+    }
+    let shaped = lens == [3, 2, 4] && same_single_sep(seps, b"- ").is_some();
+    let bare_in_context = lens == [9] && {
+        let ctx = before_lower(b, start, 32);
+        ctx.contains("ssn") || ctx.contains("social security")
+    };
+    if !(shaped || bare_in_context) {
+        return false;
+    }
+    valid_ssn(prefix_num(digits, 3), prefix_num(&digits[3..], 2), prefix_num(&digits[5..], 4))
+}
+
+const PHONE_WORDS: &[&str] = &["phone", "tel", "call", "mobile", "cell", "fax", "whatsapp", "sms", "text me"];
+
+fn is_phone(b: &[u8], start: usize, lead: u8, digits: &[u8], lens: &[usize], seps: &[&[u8]]) -> bool {
+    let n = digits.len();
+    if seps.iter().any(|s| s.contains(&b'/')) {
+        return false;
+    }
+    if lead == b'+' {
+        return (8..=15).contains(&n) && lens.len() <= 6 && (lens.len() == 1 || lens[0] <= 4);
+    }
+    let nanp = |d: &[u8]| d.len() == 10 && (b'2'..=b'9').contains(&d[0]) && (b'2'..=b'9').contains(&d[3]);
+    // (415) 555-0100, 415-555-0100, 415.555.0100, 415 555 0100, 1-800-555-0199
+    if lens == [3, 3, 4] && nanp(digits) {
+        let s0 = seps[0];
+        let paren = lead == b'(' && (s0 == b") " || s0 == b")" || s0 == b")-");
+        let plain = lead.is_ascii_digit() && s0.len() == 1 && seps[1] == s0;
+        if (paren && seps[1].len() == 1 && b" -.".contains(&seps[1][0])) || plain {
+            return true;
+        }
+    }
+    if lens == [1, 3, 3, 4]
+        && digits[0] == b'1'
+        && nanp(&digits[1..])
+        && same_single_sep(seps, b" -.").is_some()
+    {
+        return true;
+    }
+    // National formats with a trunk 0: 020 7946 0958, 07700 900123, 01 23 45 67 89.
+    if (9..=12).contains(&n)
+        && digits[0] == b'0'
+        && digits[1] != b'0'
+        && lead == b'0'
+        && lens.len() >= 2
+        && lens.len() <= 5
+    {
+        let sep_ok = same_single_sep(seps, b" -").is_some()
+            || (lens.len() >= 4 && same_single_sep(seps, b".").is_some());
+        if sep_ok && lens[0] <= 5 && lens.iter().all(|l| (2..=8).contains(l)) {
+            return true;
+        }
+    }
+    // Bare digits after a word that says it is a phone number.
+    if lens.len() == 1 && (10..=11).contains(&n) && lead.is_ascii_digit() {
+        let ctx = before_lower(b, start, 24);
+        if PHONE_WORDS.iter().any(|w| ctx.contains(w))
+            && (nanp(digits) || (n == 11 && digits[0] == b'1' && nanp(&digits[1..])) || digits[0] == b'0')
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn is_ipv4(b: &[u8], start: usize, digits: &[u8], lens: &[usize], seps: &[&[u8]]) -> bool {
+    if lens.len() != 4 || same_single_sep(seps, b".").is_none() || lens.iter().any(|l| *l > 3) {
+        return false;
+    }
+    let mut octets = [0u32; 4];
+    let mut k = 0;
+    for (i, l) in lens.iter().enumerate() {
+        let part = &digits[k..k + l];
+        if *l > 1 && part[0] == b'0' {
+            return false;
+        }
+        octets[i] = prefix_num(part, *l);
+        if octets[i] > 255 {
+            return false;
+        }
+        k += l;
+    }
+    // Loopback, unspecified, broadcast and netmasks are not anyone's address.
+    if octets[0] == 127 || octets == [0, 0, 0, 0] || octets[0] == 255 {
+        return false;
+    }
+    let ctx = before_lower(b, start, 16);
+    !(ctx.contains("version") || ctx.contains("release") || ctx.contains("build") || ctx.ends_with("v "))
+}
+
+fn ipv6_char(c: u8) -> bool {
+    c.is_ascii_hexdigit() || c == b':' || c == b'.'
+}
+
+fn scan_ipv6(text: &str, out: &mut Vec<Hit>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(off) = b[i..].iter().position(|c| *c == b':') {
+        let colon = i + off;
+        let mut s = colon;
+        while s > 0 && ipv6_char(b[s - 1]) {
+            s -= 1;
+        }
+        let mut e = run_end(b, colon, ipv6_char);
+        i = e.max(colon + 1);
+        while e > s && (b[e - 1] == b'.' || (b[e - 1] == b':' && !(e >= 2 && b[e - 2] == b':'))) {
+            e -= 1;
+        }
+        if !left_boundary(b, s, is_word) || b.get(e).is_some_and(|c| is_word(*c)) {
+            continue;
+        }
+        let cand = &text[s..e];
+        if cand.bytes().filter(|c| *c == b':').count() < 2 || !cand.bytes().any(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(addr) = cand.parse::<std::net::Ipv6Addr>()
+            && !addr.is_loopback()
+            && !addr.is_unspecified()
+        {
+            out.push(Hit::builtin(Detector::IpAddress, s, e));
+        }
+    }
+}
+
+/// IBAN lengths by country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+];
+
+pub(super) fn iban_mod97(chars: &[u8]) -> bool {
+    let mut rem = 0u32;
+    for c in chars[4..].iter().chain(&chars[..4]) {
+        let v = if c.is_ascii_digit() {
+            u32::from(c - b'0')
+        } else {
+            u32::from(c.to_ascii_uppercase() - b'A') + 10
+        };
+        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+    }
+    rem == 1
+}
+
+/// An IBAN-shaped run starting at `at` (country code), printed compact or in groups of
+/// four: its end and whether the checksum holds.
+fn iban(b: &[u8], at: usize) -> Option<(usize, bool)> {
+    let country = b.get(at..at + 2)?;
+    let len = IBAN_LENGTHS.iter().find(|(c, _)| c.as_slice() == country)?.1;
+    let mut chars = Vec::with_capacity(34);
+    let mut i = at;
+    while i < b.len() && chars.len() < len {
+        let c = b[i];
+        if c.is_ascii_uppercase() || c.is_ascii_digit() {
+            chars.push(c);
+            i += 1;
+        } else if c == b' ' && chars.len() % 4 == 0 && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if chars.len() != len || b.get(i).is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    if !chars[2].is_ascii_digit() || !chars[3].is_ascii_digit() {
+        return None;
+    }
+    Some((i, iban_mod97(&chars)))
+}
+
+// -------------------------------------------------------------------------------------
+// Secrets
+// -------------------------------------------------------------------------------------
+
+fn b64_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'/' || c == b'+'
+}
+
+fn aws(b: &[u8], at: usize, mask: DetectorMask, out: &mut Vec<Hit>) {
+    let Some(key) = b.get(at..at + 20) else { return };
+    if !key[..4].iter().all(u8::is_ascii_uppercase)
+        || !key.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        || !left_boundary(b, at, |c| c.is_ascii_alphanumeric())
+        || b.get(at + 20).is_some_and(u8::is_ascii_alphanumeric)
+    {
+        return;
+    }
+    if mask.has(Detector::AwsAccessKey) {
+        out.push(Hit::builtin(Detector::AwsAccessKey, at, at + 20));
+    }
+    // The secret key usually sits right after its id (credentials files, env blocks).
+    if mask.has(Detector::AwsSecretKey) {
+        let window_end = (at + 20 + 256).min(b.len());
+        let mut i = at + 20;
+        while i < window_end {
+            if b64_char(b[i]) && !b64_char(b[i - 1]) {
+                let e = run_end(b, i, b64_char);
+                if e - i == 40 && b.get(e) != Some(&b'=') && mixed_secret(&b[i..e]) {
+                    out.push(Hit::builtin(Detector::AwsSecretKey, i, e));
+                    return;
+                }
+                i = e;
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Upper case, lower case and a digit: what a random 40-character key has and a hex hash or
+/// a word does not.
+fn mixed_secret(s: &[u8]) -> bool {
+    s.iter().any(u8::is_ascii_uppercase)
+        && s.iter().any(u8::is_ascii_lowercase)
+        && s.iter().any(u8::is_ascii_digit)
+}
+
+fn github(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    if !left_boundary(b, at, is_word) {
+        return;
+    }
+    if starts(b, at, "github_pat_") {
+        let e = run_end(b, at + 11, is_word);
+        if (22..=255).contains(&(e - at - 11)) {
+            out.push(Hit::builtin(Detector::GithubToken, at, e));
+        }
+        return;
+    }
+    if !(starts(b, at, "ghp_")
+        || starts(b, at, "gho_")
+        || starts(b, at, "ghu_")
+        || starts(b, at, "ghs_")
+        || starts(b, at, "ghr_"))
+    {
+        return;
+    }
+    let e = run_end(b, at + 4, |c| c.is_ascii_alphanumeric());
+    if (30..=251).contains(&(e - at - 4)) && !b.get(e).is_some_and(|c| is_word(*c)) {
+        out.push(Hit::builtin(Detector::GithubToken, at, e));
+    }
+}
+
+fn slack(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    if !left_boundary(b, at, is_word) {
+        return;
+    }
+    let body = if starts(b, at, "xapp-") {
+        at + 5
+    } else if starts(b, at, "xox")
+        && b.get(at + 3).is_some_and(|c| b"abposre".contains(c))
+        && b.get(at + 4) == Some(&b'-')
+    {
+        at + 5
+    } else {
+        return;
+    };
+    let e = run_end(b, body, |c| c.is_ascii_alphanumeric() || c == b'-');
+    if e - body >= 10 && b[body..e].iter().any(u8::is_ascii_digit) {
+        out.push(Hit::builtin(Detector::SlackToken, at, e));
+    }
+}
+
+fn slack_webhook(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    let body = at + "hooks.slack.com/services/".len();
+    let e = run_end(b, body, |c| c.is_ascii_alphanumeric() || c == b'/');
+    if e - body < 20 || !starts(b, body, "T") {
+        return;
+    }
+    let start = if at >= 8 && ieq(b, at - 8, "https://") { at - 8 } else { at };
+    out.push(Hit::builtin(Detector::SlackToken, start, e));
+}
+
+fn sk_dash(b: &[u8], at: usize, mask: DetectorMask, out: &mut Vec<Hit>) {
+    if !starts(b, at, "sk-") || !left_boundary(b, at, key_char) {
+        return;
+    }
+    let e = run_end(b, at + 3, key_char);
+    let body = &b[at + 3..e];
+    if starts(b, at, "sk-ant-") {
+        if mask.has(Detector::AnthropicKey) && body.len() >= 4 + 32 {
+            out.push(Hit::builtin(Detector::AnthropicKey, at, e));
+        }
+        return;
+    }
+    let digits = body.iter().any(u8::is_ascii_digit);
+    let letters = body.iter().any(u8::is_ascii_alphabetic);
+    if mask.has(Detector::OpenaiKey) && body.len() >= 20 && digits && letters {
+        out.push(Hit::builtin(Detector::OpenaiKey, at, e));
+    }
+}
+
+fn google(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    if !starts(b, at, "AIza") || !left_boundary(b, at, key_char) {
+        return;
+    }
+    let e = run_end(b, at + 4, key_char);
+    if e - at == 39 {
+        out.push(Hit::builtin(Detector::GoogleApiKey, at, e));
+    }
+}
+
+fn stripe(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    if !left_boundary(b, at, is_word) {
+        return;
+    }
+    let (body, min) = if starts(b, at, "whsec_") {
+        (at + 6, 24)
+    } else if starts(b, at, "sk_live_")
+        || starts(b, at, "sk_test_")
+        || starts(b, at, "rk_live_")
+        || starts(b, at, "rk_test_")
+    {
+        (at + 8, 16)
+    } else {
+        return;
+    };
+    let e = run_end(b, body, |c| c.is_ascii_alphanumeric());
+    if e - body >= min && !b.get(e).is_some_and(|c| is_word(*c)) {
+        out.push(Hit::builtin(Detector::StripeKey, at, e));
+    }
+}
+
+/// The end of a PEM private-key header starting at `at` (`-----BEGIN RSA PRIVATE KEY-----`).
+pub(super) fn pem_header_end(b: &[u8], at: usize) -> Option<usize> {
+    if !starts(b, at, "-----BEGIN ") {
+        return None;
+    }
+    let rest = b.get(at + 11..(at + 11 + 48).min(b.len()))?;
+    let close = rest.windows(5).position(|w| w == b"-----")?;
+    let label = &rest[..close];
+    let ok = label.ends_with(b"PRIVATE KEY") || label.ends_with(b"PRIVATE KEY BLOCK");
+    (ok && label.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b' '))
+        .then_some(at + 11 + close + 5)
+}
+
+/// The end of the footer (`-----END ... -----`) after `from`, if present.
+pub(super) fn pem_footer_end(b: &[u8], from: usize) -> Option<usize> {
+    let rest = &b[from..];
+    let pos = rest.windows(9).position(|w| w == b"-----END ")?;
+    let after = from + pos + 9;
+    let tail = &b[after..(after + 48).min(b.len())];
+    let close = tail.windows(5).position(|w| w == b"-----")?;
+    Some(after + close + 5)
+}
+
+fn pem(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    let Some(header_end) = pem_header_end(b, at) else { return };
+    let end = pem_footer_end(b, header_end).unwrap_or(b.len());
+    out.push(Hit::builtin(Detector::PrivateKey, at, end));
+}
+
+pub(super) fn jwt_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+fn jwt(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    if !starts(b, at, "eyJ") || !left_boundary(b, at, |c| jwt_char(c) || c == b'.') {
+        return;
+    }
+    let h = run_end(b, at, jwt_char);
+    if h - at < 10 || b.get(h) != Some(&b'.') || !starts(b, h + 1, "ey") {
+        return;
+    }
+    let p = run_end(b, h + 1, jwt_char);
+    if p - h - 1 < 10 {
+        return;
+    }
+    let mut e = p;
+    if b.get(p) == Some(&b'.') {
+        e = run_end(b, p + 1, jwt_char);
+    }
+    if b.get(e).is_some_and(|c| *c == b'.' && b.get(e + 1).is_some_and(|c| jwt_char(*c))) {
+        return;
+    }
+    out.push(Hit::builtin(Detector::Jwt, at, e));
+}
+
+const SECRET_SUFFIXES: &[&str] =
+    &["key", "token", "secret", "password", "passwd", "pwd", "passphrase", "credential", "credentials"];
+const PASSWORD_WORDS: &[&str] = &["password", "passwd", "pwd", "passphrase"];
+const PLACEHOLDERS: &[&str] = &[
+    "string",
+    "str",
+    "none",
+    "null",
+    "nil",
+    "undefined",
+    "true",
+    "false",
+    "required",
+    "optional",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "redacted",
+    "example",
+    "placeholder",
+    "your_password",
+    "yourpassword",
+    "your-password",
+    "your_api_key",
+    "your-api-key",
+    "your_token",
+    "api_key",
+    "apikey",
+    "changeit",
+    "dummy",
+    "sample",
+    "hidden",
+    "masked",
+    "unknown",
+    "default",
+    "number",
+    "boolean",
+    "integer",
+    "object",
+    "empty",
+];
+
+fn ident_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.'
+}
+
+/// Whether an identifier (`db_password`, `secretAccessKey`, `GITHUB_TOKEN`) names a secret.
+fn secret_ident(ident_lower: &str) -> bool {
+    SECRET_SUFFIXES.iter().any(|s| ident_lower.ends_with(s))
+}
+
+/// `keyword ... = value`: the keyword anchor is inside an identifier; the identifier must
+/// end with a secret word, be followed by an assignment, and the value must look like one.
+fn keyword(b: &[u8], at: usize, anchor_end: usize, mask: DetectorMask, out: &mut Vec<Hit>) {
+    let ident_end = run_end(b, anchor_end, ident_char);
+    let ident = String::from_utf8_lossy(&b[at..ident_end]).to_ascii_lowercase();
+    if !secret_ident(&ident) || ident.len() > 64 {
+        return;
+    }
+    let Some((vs, ve, quoted, colon)) = assignment_value(b, ident_end) else { return };
+    let value = &b[vs..ve];
+    // AWS secret access keys: `aws_secret_access_key = ...`, `"SecretAccessKey": "..."`.
+    if mask.has(Detector::AwsSecretKey) {
+        let compact: String = ident.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let aws_before = before_lower(b, at, 8).contains("aws");
+        if (compact.starts_with("secretaccesskey") || (aws_before && compact == "secretkey"))
+            && value.len() == 40
+            && value.iter().all(|c| b64_char(*c))
+        {
+            out.push(Hit {
+                rule: Rule::Builtin(Detector::AwsSecretKey),
+                start: at,
+                end: ve,
+                redact_start: vs,
+                redact_end: ve,
+            });
+            return;
+        }
+    }
+    if mask.has(Detector::GenericAssignment) {
+        let password_like = PASSWORD_WORDS.iter().any(|w| ident.ends_with(w));
+        if plausible_secret_value(value, quoted, colon, password_like) {
+            out.push(Hit {
+                rule: Rule::Builtin(Detector::GenericAssignment),
+                start: at,
+                end: ve,
+                redact_start: vs,
+                redact_end: ve,
+            });
+        }
+    }
+}
+
+/// Parses `["']? \s* (=|:|:=|=>) \s* ["']? value ["']?` after an identifier; returns the value
+/// span, whether it was quoted, and whether the separator was a colon.
+pub(super) fn assignment_value(b: &[u8], mut i: usize) -> Option<(usize, usize, bool, bool)> {
+    let skip_ws = |i: &mut usize| {
+        let mut n = 0;
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') && n < 4 {
+            *i += 1;
+            n += 1;
+        }
+    };
+    if b.get(i) == Some(&b'\\') && matches!(b.get(i + 1), Some(b'"')) {
+        i += 2;
+    } else if matches!(b.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    skip_ws(&mut i);
+    let colon;
+    match (b.get(i), b.get(i + 1)) {
+        (Some(b':'), Some(b'=')) | (Some(b'='), Some(b'>')) => {
+            colon = false;
+            i += 2;
+        }
+        (Some(b'='), Some(b'=')) => return None,
+        (Some(b'='), _) => {
+            colon = false;
+            i += 1;
+        }
+        (Some(b':'), _) => {
+            colon = true;
+            i += 1;
+        }
+        _ => return None,
+    }
+    skip_ws(&mut i);
+    let (quote, escaped) = match (b.get(i), b.get(i + 1)) {
+        (Some(b'\\'), Some(b'"')) => {
+            i += 2;
+            (Some(b'"'), true)
+        }
+        (Some(q @ (b'"' | b'\'' | b'`')), _) => {
+            i += 1;
+            (Some(*q), false)
+        }
+        _ => (None, false),
+    };
+    let start = i;
+    let limit = (start + 200).min(b.len());
+    let end = match quote {
+        Some(q) => {
+            let e = (start..limit).find(|&k| b[k] == q || b[k] == b'\n' || (escaped && b[k] == b'\\'))?;
+            if b[e] == b'\n' {
+                return None;
+            }
+            e
+        }
+        None => (start..limit)
+            .find(|&k| b[k].is_ascii_whitespace() || b"\"'`,;\\".contains(&b[k]))
+            .unwrap_or(limit),
+    };
+    (end > start).then_some((start, end, quote.is_some(), colon))
+}
+
+pub(super) fn plausible_secret_value(v: &[u8], quoted: bool, colon: bool, password_like: bool) -> bool {
+    if v.len() < 6 || v.len() > 200 {
+        return false;
+    }
+    let lower = String::from_utf8_lossy(v).to_ascii_lowercase();
+    if PLACEHOLDERS.contains(&lower.as_str()) || lower.starts_with("[redacted") || lower.contains("://") {
+        return false;
+    }
+    if v.iter().all(|c| *c == v[0]) || v.iter().any(|c| b"()[]{}<>".contains(c)) {
+        return false;
+    }
+    if matches!(v[0], b'$' | b'%' | b'/' | b'~' | b'#' | b'@') || v.starts_with(b"./") {
+        return false;
+    }
+    if lower.starts_with("your")
+        || lower.starts_with("xxx")
+        || lower.starts_with("***")
+        || lower.starts_with("...")
+    {
+        return false;
+    }
+    if v.iter().all(u8::is_ascii_digit) && !password_like {
+        return false;
+    }
+    if !quoted {
+        // Dotted identifiers (`config.password`, `process.env.TOKEN`) and env-var names are
+        // references, not values.
+        // (A part mixing letters and digits, as in `ya29.a0Af...`, is a token, not a name.)
+        let dotted = v.contains(&b'.')
+            && v.split(|c| *c == b'.').all(|p| {
+                !p.is_empty()
+                    && p.iter().all(|c| is_word(*c))
+                    && !p[0].is_ascii_digit()
+                    && !(p.iter().any(u8::is_ascii_digit) && p.iter().any(u8::is_ascii_alphabetic))
+            });
+        let env_name =
+            v.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_') && v.contains(&b'_');
+        if dotted || env_name {
+            return false;
+        }
+        if colon {
+            // `secret: always be kind` is prose; demand something a word does not have.
+            let symbol = v.iter().any(|c| !c.is_ascii_alphabetic());
+            let mixed = v[1..].iter().any(u8::is_ascii_uppercase) && v.iter().any(u8::is_ascii_lowercase);
+            if v.len() < 8 || !(symbol || mixed) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// `Bearer <token>` (an Authorization header pasted into a prompt).
+fn bearer(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+    if !left_boundary(b, at, is_word) || b.get(at + 6) != Some(&b' ') {
+        return;
+    }
+    let vs = at + 7;
+    let ve = run_end(b, vs, |c| c.is_ascii_alphanumeric() || b"._~+/=-".contains(&c));
+    let v = &b[vs..ve];
+    if v.len() >= 16 && v.iter().any(u8::is_ascii_digit) && v.iter().any(u8::is_ascii_alphabetic) {
+        out.push(Hit {
+            rule: Rule::Builtin(Detector::GenericAssignment),
+            start: at,
+            end: ve,
+            redact_start: vs,
+            redact_end: ve,
+        });
+    }
+}
+
+/// A JSON string value under a key that names a secret (`{"password": "hunter22"}`).
+fn key_value(key: &str, text: &str, mask: DetectorMask, out: &mut Vec<Hit>) {
+    let lower = key.to_ascii_lowercase();
+    let compact: String = lower.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let v = text.as_bytes();
+    if mask.has(Detector::AwsSecretKey)
+        && (compact.contains("secretaccesskey")
+            || (compact.contains("aws") && compact.ends_with("secretkey")))
+        && v.len() == 40
+        && v.iter().all(|c| b64_char(*c))
+    {
+        out.push(Hit::builtin(Detector::AwsSecretKey, 0, v.len()));
+        return;
+    }
+    if mask.has(Detector::GenericAssignment)
+        && secret_ident(&compact)
+        && !compact.ends_with("tokens")
+        && plausible_secret_value(v, true, false, PASSWORD_WORDS.iter().any(|w| compact.ends_with(w)))
+    {
+        out.push(Hit::builtin(Detector::GenericAssignment, 0, v.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> DetectorMask {
+        let mut m = DetectorMask::default();
+        for d in Detector::ALL {
+            m.insert(d);
+        }
+        m
+    }
+
+    fn found(text: &str) -> Vec<(&'static str, String)> {
+        let b = Builtins::new().unwrap();
+        let mut out = Vec::new();
+        b.scan(text, all(), false, None, &mut out);
+        out.iter()
+            .filter_map(|h| match h.rule {
+                Rule::Builtin(d) => Some((d.as_str(), text[h.redact_start..h.redact_end].to_owned())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn one(text: &str, id: &str, expected: &str) {
+        let f = found(text);
+        assert!(
+            f.iter().any(|(d, s)| *d == id && s == expected),
+            "{text:?}: expected {id} {expected:?}, got {f:?}"
+        );
+    }
+
+    fn none(text: &str) {
+        let f = found(text);
+        assert!(f.is_empty(), "{text:?}: expected nothing, got {f:?}");
+    }
+
+    #[test]
+    fn emails() {
+        one(
+            "write to alice.smith+tag@mail.example.co.uk.",
+            "pii.email",
+            "alice.smith+tag@mail.example.co.uk",
+        );
+        one("<bob@example.org>", "pii.email", "bob@example.org");
+        none("follow @rustlang and @user on social");
+        none("git@github.com:org/repo.git");
+        none("icon@2x.png and user@localhost and pkg@1.2.3");
+    }
+
+    #[test]
+    fn phones() {
+        one("call +1 (415) 555-0100 now", "pii.phone", "+1 (415) 555-0100");
+        one("+447911123456", "pii.phone", "+447911123456");
+        one("office: (415) 555-0100", "pii.phone", "(415) 555-0100");
+        one("ring 415.555.0100", "pii.phone", "415.555.0100");
+        one("London 020 7946 0958", "pii.phone", "020 7946 0958");
+        one("tel 4155550100", "pii.phone", "4155550100");
+        one("1-800-555-0199", "pii.phone", "1-800-555-0199");
+        none("the year 2024-01-15 had 365 days and 1,234,567 people");
+        none("order 4155550100 shipped");
+    }
+
+    #[test]
+    fn cards() {
+        one("card 4111 1111 1111 1111 exp 12/29", "pii.credit_card", "4111 1111 1111 1111");
+        one("amex 3782-822463-10005", "pii.credit_card", "3782-822463-10005");
+        one("5555555555554444", "pii.credit_card", "5555555555554444");
+        none("4111 1111 1111 1112");
+        none("ISBN 978-3-16-148410-0 and 9783161484100");
+        none("0000 0000 0000 0000");
+    }
+
+    #[test]
+    fn ssns() {
+        one("SSN 123-45-6789", "pii.us_ssn", "123-45-6789");
+        one("ssn: 219099999", "pii.us_ssn", "219099999");
+        none("000-12-3456 666-12-3456 900-12-3456 123-00-4567 123-45-0000");
+        none("id 219099999");
+    }
+
+    #[test]
+    fn ibans() {
+        one("IBAN DE89 3704 0044 0532 0130 00.", "pii.iban", "DE89 3704 0044 0532 0130 00");
+        one("GB82WEST12345698765432", "pii.iban", "GB82WEST12345698765432");
+        none("DE89 3704 0044 0532 0130 01");
+        assert!(iban_mod97(b"GB82WEST12345698765432"));
+    }
+
+    #[test]
+    fn ip_addresses() {
+        one("host 192.168.1.20 is up", "pii.ip_address", "192.168.1.20");
+        one("[2001:db8::8a2e:370:7334]:443", "pii.ip_address", "2001:db8::8a2e:370:7334");
+        one("fe80::1ff:fe23:4567:890a%eth0", "pii.ip_address", "fe80::1ff:fe23:4567:890a");
+        none("127.0.0.1 ::1 0.0.0.0 255.255.255.0 999.1.1.1 v1.2.3.4 version 10.0.19041.1");
+        none("std::vector Add::add 12:30:45 00:1A:2B:3C:4D:5E 1.2.3.4.5");
+    }
+
+    #[test]
+    fn secrets() {
+        one("key AKIAIOSFODNN7EXAMPLE here", "secrets.aws_access_key", "AKIAIOSFODNN7EXAMPLE");
+        one(
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "secrets.aws_secret_key",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        );
+        one(
+            "ghp_1234567890abcdefghijABCDEFGHIJ123456",
+            "secrets.github_token",
+            "ghp_1234567890abcdefghijABCDEFGHIJ123456",
+        );
+        one(
+            "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+            "secrets.slack_token",
+            "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        );
+        one(
+            "sk-proj-abc123DEF456ghi789JKL012mno345",
+            "secrets.openai_key",
+            "sk-proj-abc123DEF456ghi789JKL012mno345",
+        );
+        one(
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+            "secrets.anthropic_key",
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+        );
+        one(
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "secrets.google_api_key",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+        );
+        one("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "secrets.stripe_key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc");
+        one(
+            "x -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- y",
+            "secrets.private_key",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+        );
+        one(
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "secrets.jwt",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        );
+        one("DB_PASSWORD=hunter22", "secrets.generic_assignment", "hunter22");
+        one("\"api_key\": \"f00ba4-secret-value\"", "secrets.generic_assignment", "f00ba4-secret-value");
+        one(
+            "Authorization: Bearer abcdef0123456789abcdef",
+            "secrets.generic_assignment",
+            "abcdef0123456789abcdef",
+        );
+        none(
+            "max_tokens: 1000000, tokenizer: gpt2-tokenizer, password: string, password = os.environ[\"PW\"]",
+        );
+        none("the secret: always be kind; if password == \"x\"; token_count=123456");
+        none("task-management-system-architecture-2024 and sk-learn");
+    }
+
+    #[test]
+    fn specific_secret_wins_over_generic() {
+        let f = found("OPENAI_API_KEY=sk-proj-abc123DEF456ghi789JKL012mno345");
+        assert_eq!(f, vec![("secrets.openai_key", "sk-proj-abc123DEF456ghi789JKL012mno345".to_owned())]);
+    }
+
+    #[test]
+    fn json_key_context() {
+        let b = Builtins::new().unwrap();
+        let mut out = Vec::new();
+        b.scan("hunter22!", all(), false, Some("password"), &mut out);
+        assert_eq!(out.len(), 1);
+        out.clear();
+        b.scan("hunter22!", all(), false, Some("username"), &mut out);
+        assert!(out.is_empty());
+    }
+}
