@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Gateway overhead benchmark (issue: gateway core).
+# Gateway overhead benchmark.
 #
 # Runs the mock provider and `tollgate up` (release builds) on loopback, then drives
 # non-streaming chat completions at a fixed rate with the open-loop load generator,
-# alternating "direct to the mock" and "through the gateway" rounds in one run, so both see
-# the same machine noise. Reports per-round p50/p99, the added latency (gateway minus
-# direct, median over rounds) and the gateway's peak RSS (VmHWM).
+# alternating rounds in one run so every configuration sees the same machine noise:
+#   direct   - straight to the mock (the baseline)
+#   gateway  - through Tollgate: key check, routing, breaker, retries armed, durable usage record
+#   budget   - plus a hard budget (reserve + settle on the in-memory counters)
+#   all      - plus per-key rpm/tpm limits, IP-token rpm/tpm limits and a fallback chain
+# Reports per-round p50/p99, the added latency of each configuration over the baseline and
+# over plain `gateway` (median over rounds), and the gateway's peak RSS (VmHWM).
 #
 #   benches/gateway-latency.sh [RATE] [SECONDS] [ROUNDS]     (defaults 500 10 3)
 set -euo pipefail
@@ -31,7 +35,28 @@ metadata: {name: bench-mock}
 spec:
   provider: openai-compatible
   baseUrl: http://$MOCK/v1
-  models: [{name: mock-1}]
+  models:
+    - name: mock-1
+      prices: {inputPerMtok: "0.15", outputPerMtok: "0.60"}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: IPToken
+metadata: {name: bench-limited}
+spec:
+  provider: openai-compatible
+  baseUrl: http://$MOCK/v1
+  rpm: 100000000
+  tpm: 100000000000
+  models:
+    - name: limited-1
+      upstreamName: mock-1
+      prices: {inputPerMtok: "0.15", outputPerMtok: "0.60"}
+      fallbacks: [mock-1]
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: bench}
+spec: {subject: {kind: developer, name: budgeted}, limit: "1000000", period: monthly}
 YAML
 KEY="tg-$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
 TOLLGATE_ADMIN_KEY=$KEY TOLLGATE_LOG=warn "$BIN/tollgate" up --listen 127.0.0.1:0 \
@@ -40,12 +65,25 @@ GW_PID=$!
 for _ in $(seq 200); do grep -q "listening on" "$WORK/gw.out" && break; sleep 0.05; done
 GW=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$WORK/gw.out")
 
+newkey() {
+  curl -sS "$GW/api/v1/keys" -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \
+    -d "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])'
+}
+PLAIN=$(newkey '{"principal": {"kind": "developer", "name": "plain"}}')
+BUDGETED=$(newkey '{"principal": {"kind": "developer", "name": "budgeted"}}')
+ALL=$(newkey '{"principal": {"kind": "developer", "name": "budgeted"}, "rpm": 100000000, "tpm": 100000000000}')
+
 echo "mock at $MOCK, gateway at $GW; $ROUNDS rounds of ${SECONDS_PER_ROUND}s at $RATE req/s each"
 : >"$WORK/results"
 for round in $(seq "$ROUNDS"); do
-  for target in direct gateway; do
-    if [ "$target" = direct ]; then URL="http://$MOCK"; K=""; else URL="$GW"; K="$KEY"; fi
-    OUT=$("$BIN/tollgate-loadgen" --url "$URL" --key "$K" --rate "$RATE" --seconds "$SECONDS_PER_ROUND")
+  for target in direct gateway budget all; do
+    case $target in
+      direct) URL="http://$MOCK"; K=""; M=mock-1 ;;
+      gateway) URL="$GW"; K="$PLAIN"; M=mock-1 ;;
+      budget) URL="$GW"; K="$BUDGETED"; M=mock-1 ;;
+      all) URL="$GW"; K="$ALL"; M=limited-1 ;;
+    esac
+    OUT=$("$BIN/tollgate-loadgen" --url "$URL" --key "$K" --model "$M" --rate "$RATE" --seconds "$SECONDS_PER_ROUND")
     echo "round $round $target $OUT"
     echo "$target $OUT" >>"$WORK/results"
   done
@@ -54,13 +92,20 @@ RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
 python3 - "$WORK/results" "$RSS_KB" <<'PY'
 import json, statistics, sys
 rows = [l.split(" ", 1) for l in open(sys.argv[1])]
-d = [json.loads(j) for t, j in rows if t == "direct"]
-g = [json.loads(j) for t, j in rows if t == "gateway"]
-errors = sum(r["errors"] for r in d + g)
+by = {}
+for t, j in rows:
+    by.setdefault(t, []).append(json.loads(j))
+errors = sum(r["errors"] for rs in by.values() for r in rs)
+base = by["direct"]
 for p in ("p50_us", "p99_us"):
-    added = statistics.median(b[p] - a[p] for a, b in zip(d, g))
-    ratio = statistics.median(b[p] / max(a[p], 1) for a, b in zip(d, g))
-    print(f"{p[:3]}: direct {statistics.median(r[p] for r in d)} us, gateway {statistics.median(r[p] for r in g)} us, "
-          f"added {added/1000:.3f} ms (gateway/direct ratio {ratio:.2f})")
+    print(f"{p[:3]}: direct {statistics.median(r[p] for r in base)} us")
+    for t in ("gateway", "budget", "all"):
+        rs = by[t]
+        added = statistics.median(b[p] - a[p] for a, b in zip(base, rs))
+        over_gw = statistics.median(b[p] - a[p] for a, b in zip(by["gateway"], rs))
+        ratio = statistics.median(b[p] / max(a[p], 1) for a, b in zip(base, rs))
+        extra = "" if t == "gateway" else f", {over_gw:+.0f} us over plain gateway"
+        print(f"  {t:8} {statistics.median(r[p] for r in rs)} us: added {added/1000:.3f} ms over direct "
+              f"(ratio {ratio:.2f}){extra}")
 print(f"gateway peak RSS: {int(sys.argv[2]) / 1024:.1f} MiB; errors: {errors}")
 PY

@@ -34,6 +34,6 @@ fi
 echo "== building binaries"
 cargo build --workspace --bins
 echo "== Rust tests"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 echo "== client tests (openai, anthropic, curl) against the built binaries"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/python

@@ -3,6 +3,7 @@
 
 mod budget;
 mod keys;
+mod policy;
 mod resources;
 mod up;
 
@@ -24,6 +25,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Budgets: spent, reserved and remaining in the current period.
     Budget(budget::BudgetArgs),
+    /// Safety policies: `tollgate policy test --policy NAME "text"`.
+    Policy(policy::PolicyArgs),
     /// Check resource files without running anything: parse, validate, compile.
     Validate(resources::ValidateArgs),
 }
@@ -39,14 +42,15 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Up(args) => up::run(args).await,
-            Command::Keys(args) => keys::run(args).await,
-            Command::Budget(args) => budget::run(args).await,
-            Command::Validate(args) => resources::validate(args),
+            Command::Up(args) => up::run(args).await.map(|()| 0),
+            Command::Keys(args) => keys::run(args).await.map(|()| 0),
+            Command::Budget(args) => budget::run(args).await.map(|()| 0),
+            Command::Policy(args) => policy::run(args).await,
+            Command::Validate(args) => resources::validate(args).map(|()| 0),
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -70,7 +70,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     telemetry.log_format = if args.log_format == "json" { LogFormat::Json } else { LogFormat::Text };
     telemetry.service_name = "tollgate".to_owned();
     let _telemetry = init_tracing(&telemetry)?;
-    tokio::task::spawn_blocking(tollgate_dataplane::cost::tokens::warm_up);
     let secrets = match &args.secrets {
         Some(path) => SecretSource::from_file(path)?,
         None => SecretSource::default(),
@@ -114,8 +113,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tracing::info!(budgets = rebuilt, "budget counters restored from the ledger");
     }
 
-    let app =
-        gateway.router().merge(tollgate_operator::router(ControlPlane { gateway: gateway.clone(), store }));
+    let app = gateway
+        .router()
+        .merge(tollgate_operator::router(ControlPlane { gateway: gateway.clone(), store }))
+        .route(
+            "/metrics",
+            axum::routing::get(tollgate_dataplane::observability::metrics_handler)
+                .with_state(gateway.metrics().clone()),
+        );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

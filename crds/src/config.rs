@@ -25,6 +25,9 @@ pub struct DataPlaneConfig {
     /// Every budget, sorted by id; `parent` indexes into this list.
     #[serde(default)]
     pub budgets: Vec<BudgetConfig>,
+    /// Every safety policy, validated (regexes compile, detectors exist).
+    #[serde(default)]
+    pub safety_policies: Vec<crate::safety::SafetyPolicyConfig>,
 }
 
 /// A budget as the gateway enforces it.
@@ -158,11 +161,16 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
     let mut tokens: Vec<TokenModels> = Vec::new();
     let mut ids = HashSet::new();
     let mut budgets = Vec::new();
+    let mut policies = Vec::new();
     for resource in resources {
         let token = match resource {
             Resource::IpToken(token) => token,
             Resource::Budget(budget) => {
                 budgets.push(budget);
+                continue;
+            }
+            Resource::SafetyPolicy(policy) => {
+                policies.push(policy.clone());
                 continue;
             }
         };
@@ -334,10 +342,15 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
         }
     }
     let budgets = compile_budgets(&budgets, &mut errors);
+    let safety_policies = crate::safety::compile_safety(&policies).unwrap_or_else(|e| {
+        errors.extend(e);
+        Vec::new()
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
-    let mut config = DataPlaneConfig { hash: String::new(), ip_tokens, models: routes, budgets };
+    let mut config =
+        DataPlaneConfig { hash: String::new(), ip_tokens, models: routes, budgets, safety_policies };
     config.hash = config.content_hash();
     Ok(config)
 }
@@ -478,7 +491,8 @@ fn compile_prices(p: &ModelPrices) -> Result<PricesMicros, (&'static str, String
 impl DataPlaneConfig {
     /// SHA-256 (hex) of everything but the hash itself.
     pub fn content_hash(&self) -> String {
-        let body = serde_json::to_vec(&(&self.ip_tokens, &self.models, &self.budgets)).unwrap_or_default();
+        let body = serde_json::to_vec(&(&self.ip_tokens, &self.models, &self.budgets, &self.safety_policies))
+            .unwrap_or_default();
         Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect()
     }
 

@@ -29,7 +29,7 @@ pub const API_VERSION: &str = "tollgate.dev/v1alpha1";
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
     let mut out = String::new();
-    for crd in [IpToken::crd(), Budget::crd()] {
+    for crd in [IpToken::crd(), Budget::crd(), safety::SafetyPolicy::crd()] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
     }

@@ -15,6 +15,8 @@ pub enum Resource {
     IpToken(IpToken),
     /// A `Budget`.
     Budget(Budget),
+    /// A `SafetyPolicy`.
+    SafetyPolicy(crate::safety::SafetyPolicy),
 }
 
 impl Resource {
@@ -23,6 +25,7 @@ impl Resource {
         match self {
             Self::IpToken(t) => format!("IPToken/{}", t.metadata.name.as_deref().unwrap_or("")),
             Self::Budget(b) => format!("Budget/{}", b.metadata.name.as_deref().unwrap_or("")),
+            Self::SafetyPolicy(p) => format!("SafetyPolicy/{}", p.metadata.name.as_deref().unwrap_or("")),
         }
     }
 }
@@ -84,10 +87,11 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Parsed, LoadErro
         let resource = match kind {
             "IPToken" => Resource::IpToken(typed(value, &err)?),
             "Budget" => Resource::Budget(typed(value, &err)?),
+            "SafetyPolicy" => Resource::SafetyPolicy(typed(value, &err)?),
             other => {
                 return Err(err(
                     "kind".to_owned(),
-                    format!("unknown kind {other:?}; known kinds: IPToken, Budget"),
+                    format!("unknown kind {other:?}; known kinds: IPToken, Budget, SafetyPolicy"),
                 ));
             }
         };

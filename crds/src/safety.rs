@@ -210,7 +210,7 @@ pub struct TermsRule {
 }
 
 /// Size limits on a request.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
     /// Most input tokens, estimated from the text (one token per four bytes, rounded up).
@@ -223,12 +223,16 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tool_definitions: Option<u32>,
     /// `block` (default) or `log`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<Action>,
+    #[serde(default = "default_block")]
+    pub action: Action,
+}
+
+fn default_block() -> Action {
+    Action::Block
 }
 
 /// Tool rules.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ToolRules {
     /// Tool-name patterns that may be used (`*` matches any run of characters, `?` one).
@@ -240,8 +244,8 @@ pub struct ToolRules {
     pub deny: Vec<String>,
     /// What a tool outside the lists does: `block` (default) or `log`. Applies to tool
     /// definitions in requests and to tool calls in replies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<Action>,
+    #[serde(default = "default_block")]
+    pub action: Action,
     /// Rules on the arguments of the tool calls the model returns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub arguments: Vec<ArgumentRule>,
@@ -739,7 +743,7 @@ fn compile_stage(
 }
 
 fn compile_limits(l: &Limits, err: &mut impl FnMut(String, String)) -> Option<LimitsConfig> {
-    let action = l.action.unwrap_or(Action::Block);
+    let action = l.action;
     if action == Action::Redact {
         err("spec.input.limits.action".to_owned(), "limits support `block` or `log`".to_owned());
     }
@@ -755,7 +759,7 @@ fn compile_limits(l: &Limits, err: &mut impl FnMut(String, String)) -> Option<Li
 }
 
 fn compile_tools(t: &ToolRules, err: &mut impl FnMut(String, String)) -> ToolsConfig {
-    let action = t.action.unwrap_or(Action::Block);
+    let action = t.action;
     if action == Action::Redact {
         err("spec.tools.action".to_owned(), "tool allow/deny lists support `block` or `log`".to_owned());
     }

@@ -5,6 +5,8 @@
 //! `cargo bench -p tollgate-dataplane --bench safety_scan` (about a minute).
 //! Targets (issue 4): ≤ 20 µs median for 4 KiB with all detectors; ≤ 5 µs per stream chunk.
 
+#![expect(clippy::expect_used, reason = "a benchmark aborts on any failure")]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;

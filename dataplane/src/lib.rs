@@ -150,7 +150,7 @@ impl Gateway {
             None => RateLimiter::memory(),
         };
         let shared = Shared {
-            runtime: ArcSwap::from_pointee(Runtime::empty()),
+            runtime: ArcSwap::from_pointee(Runtime::empty()?),
             keys,
             usage,
             client,
@@ -182,8 +182,20 @@ impl Gateway {
             Vocabulary::new()
                 .with_models(c.models.keys())
                 .with_budgets(c.budgets.iter().map(|b| &b.id))
-                .with_ip_tokens(c.ip_tokens.iter().map(|t| &t.id)),
+                .with_ip_tokens(c.ip_tokens.iter().map(|t| &t.id))
+                .with_safety_rules(safety_rule_names(c)),
         );
+        if c.ip_tokens.iter().any(|t| {
+            matches!(
+                t.provider,
+                tollgate_crds::ProviderKind::Openai | tollgate_crds::ProviderKind::AzureOpenai
+            )
+        }) && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            // Load OpenAI's tokenizers off the request path (~0.25 s, ~60 MiB); a gateway
+            // serving no OpenAI model never pays for them.
+            handle.spawn_blocking(crate::cost::tokens::warm_up);
+        }
         let ids: std::collections::HashSet<String> = c.ip_tokens.iter().map(|t| t.id.clone()).collect();
         self.shared.breakers.retain_tokens(|t| ids.contains(t));
         self.shared.runtime.store(Arc::new(runtime));
@@ -256,6 +268,26 @@ impl Gateway {
     pub fn client(&self) -> &UpstreamClient {
         &self.shared.client
     }
+}
+
+/// Every rule id a safety finding can carry under `config` (the metrics label vocabulary).
+fn safety_rule_names(c: &DataPlaneConfig) -> Vec<String> {
+    let mut names: Vec<String> =
+        tollgate_crds::safety::Detector::ALL.iter().map(|d| d.as_str().to_owned()).collect();
+    names.extend(
+        ["tools.deny", "tools.allow", "engine.error", "limits.max_input_tokens", "limits.max_messages"]
+            .map(str::to_owned),
+    );
+    names.push("limits.max_tool_definitions".to_owned());
+    names.extend(crate::safety::INJECTION_RULES.iter().map(|r| (*r).to_owned()));
+    for p in &c.safety_policies {
+        for stage in [&p.input, &p.output] {
+            names.extend(stage.regex.iter().map(|r| format!("custom.{}", r.id)));
+            names.extend(stage.terms.iter().map(|t| format!("custom.{}", t.id)));
+        }
+        names.extend(p.tools.arguments.iter().map(|a| format!("tools.arguments.{}", a.id)));
+    }
+    names
 }
 
 /// Milliseconds since the Unix epoch.

@@ -68,7 +68,6 @@ fn read_config(path: &std::path::Path) -> anyhow::Result<DataPlaneConfig> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = init_tracing(&TelemetryConfig::from_env()?)?;
-    tokio::task::spawn_blocking(tollgate_dataplane::cost::tokens::warm_up);
     let secrets = match &args.secrets {
         Some(p) => SecretSource::from_file(p)?,
         None => SecretSource::default(),

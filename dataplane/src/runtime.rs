@@ -19,6 +19,8 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// Budgets by subject.
     pub budget_index: BudgetIndex,
+    /// The compiled safety policies.
+    pub safety: crate::safety::SafetyEngine,
 }
 
 impl Runtime {
@@ -33,16 +35,21 @@ impl Runtime {
             })
             .collect::<Result<_>>()?;
         let budget_index = BudgetIndex::new(&config.budgets);
-        Ok(Self { config, upstreams, budget_index })
+        let safety = crate::safety::SafetyEngine::new(&config.safety_policies)
+            .map_err(|e| crate::error::Error::Config(format!("safety policies: {e}")))?;
+        Ok(Self { config, upstreams, budget_index, safety })
     }
 
     /// An empty runtime (no models) for a gateway still waiting for configuration.
-    pub fn empty() -> Self {
-        Self {
+    pub fn empty() -> Result<Self> {
+        let safety = crate::safety::SafetyEngine::empty()
+            .map_err(|e| crate::error::Error::Config(format!("safety engine: {e}")))?;
+        Ok(Self {
             config: DataPlaneConfig::default(),
             upstreams: Vec::new(),
             budget_index: BudgetIndex::default(),
-        }
+            safety,
+        })
     }
 
     /// How `model` is served, if it is.

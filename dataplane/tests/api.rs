@@ -95,7 +95,8 @@ async fn bad_inputs_get_precise_errors_in_the_apis_own_format() {
     let big =
         json!({"model": "mock-1", "messages": [{"role": "user", "content": "x".repeat(5000)}]}).to_string();
     // (path, key, body, status, code, param, message fragment)
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str, Option<&str>, &str)> = vec![
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/v1/chat/completions",
             k,

@@ -86,7 +86,7 @@ async fn spans_reach_an_otlp_receiver_with_genai_attributes_and_the_callers_pare
         log_format: LogFormat::Json,
         log_filter: "info".into(),
         // This test binary's own events (target `otlp`) become span events too.
-        trace_filter: format!("{DEFAULT_TRACE_FILTER},otlp=info"),
+        trace_filter: format!("{DEFAULT_TRACE_FILTER},observability_otlp=info"),
         batch_delay: Duration::from_millis(50),
         ..TelemetryConfig::default()
     };

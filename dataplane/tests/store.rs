@@ -47,7 +47,7 @@ async fn exercise(store: Store) {
         upstream_model: Some("m".into()),
         provider: Some("mock".into()),
         ip_token: Some("default/mock".into()),
-        stream: i % 2 == 0,
+        stream: i.is_multiple_of(2),
         input_tokens: 10,
         output_tokens: u64::from(i),
         cached_input_tokens: 0,

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -118,8 +119,8 @@ impl<'s> Check<'s> {
                 self.ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
             }
             Seg::Index(i) => {
-                self.loc.push_str(&format!("[{i}]"));
-                self.ptr.push_str(&format!("/{i}"));
+                let _ = write!(self.loc, "[{i}]");
+                let _ = write!(self.ptr, "/{i}");
             }
         }
         let r = f(self);

@@ -34,6 +34,7 @@ use serde_json::Value;
 use tollgate_crds::safety::{InjectionConfig, LimitsConfig, PolicyMode, StageConfig, SubjectSelector};
 
 pub use crate::providers::Wire;
+pub use injection::CATEGORIES as INJECTION_RULES;
 pub use stream::{StreamScanner, StreamStep};
 pub use tollgate_crds::safety::{Action, Detector, SafetyPolicyConfig, SubjectKind};
 
@@ -208,6 +209,19 @@ pub struct Subject {
     pub team: Option<String>,
     /// Its Kubernetes namespace (agents), if any.
     pub namespace: Option<String>,
+}
+
+impl Subject {
+    /// The subject of a virtual key's principal; `namespace` is the agent's Kubernetes
+    /// namespace when known.
+    pub fn from_principal(p: &crate::auth::Principal, namespace: Option<String>) -> Self {
+        let kind = match p.kind {
+            crate::auth::PrincipalKind::Developer => SubjectKind::Developer,
+            crate::auth::PrincipalKind::Team => SubjectKind::Team,
+            crate::auth::PrincipalKind::Agent => SubjectKind::Agent,
+        };
+        Self { kind, name: p.name.clone(), team: p.team.clone(), namespace }
+    }
 }
 
 /// Counters for metrics.

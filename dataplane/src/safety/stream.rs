@@ -528,6 +528,16 @@ impl StreamScanner {
             if assignment_in_progress(b, vs) {
                 h = h.min(vs);
             }
+            // A quoted value may hold spaces: `password = "correct horse battery`.
+            // (The opening quote may already be in the released look-behind.)
+            let from = n.saturating_sub(200);
+            if let Some(q) = b[from..].iter().rposition(|c| *c == b'"' || *c == b'\'').map(|q| from + q)
+                && !b[q + 1..].contains(&b'\n')
+                && !b[q + 1..].contains(&b[q])
+                && assignment_in_progress(b, q + 1)
+            {
+                h = h.min(q + 1);
+            }
         }
         let numeric =
             [Detector::CreditCard, Detector::UsSsn, Detector::Phone, Detector::IpAddress, Detector::Iban];
@@ -712,8 +722,5 @@ fn assignment_in_progress(b: &[u8], vs: usize) -> bool {
     back(&mut i, &|c| c == b'"' || c == b'\'' || c == b'\\', 2);
     let end = i;
     back(&mut i, &|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c), 64);
-    let ident = String::from_utf8_lossy(&b[i..end]).to_ascii_lowercase();
-    ["key", "token", "secret", "password", "passwd", "pwd", "passphrase", "credential", "credentials"]
-        .iter()
-        .any(|s| ident.ends_with(s))
+    detectors::secret_ident(&b[i..end])
 }

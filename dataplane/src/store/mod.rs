@@ -80,9 +80,14 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5));
+                .busy_timeout(Duration::from_secs(5))
+                // NB: SQLite's automatic checkpoint runs inside the COMMIT that crosses the
+                // threshold, stalling every request waiting on that commit. A background
+                // task checkpoints instead (`checkpoint_loop`).
+                .pragma("wal_autocheckpoint", "0");
             let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
             SQLITE_MIGRATIONS.run(&pool).await?;
+            tokio::spawn(checkpoint_loop(pool.clone()));
             Self::Sqlite(pool)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new()
@@ -163,47 +168,34 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        let sql = "INSERT INTO usage_records (request_id, ts_ms, key_id, principal_kind, principal_name, \
-             endpoint, model, upstream_model, provider, ip_token, stream, input_tokens, output_tokens, \
-             cached_input_tokens, latency_ms, status, error_class, cost_micros, downgraded_from) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-        let charge_sql = "INSERT INTO usage_charges (request_id, budget_id, window_start_ms, ts_ms, cost_micros) \
-             VALUES ($1, $2, $3, $4, $5)";
+        // One multi-row statement per table per batch: a batch costs four round trips to
+        // the database whatever its size. Chunked to stay under the bind-parameter limits.
+        let single = records.len() <= 500 && records.iter().all(|r| r.charges.is_empty());
         with_pool!(self, pool => {
+            if single {
+                // NB: one statement in autocommit is atomic on its own and saves the
+                // BEGIN/COMMIT round trips: the common case of requests under no budget.
+                usage_insert(records).build().execute(pool).await?;
+                return Ok(());
+            }
             let mut tx = pool.begin().await?;
-            for r in records {
-                sqlx::query(sql)
-                    .bind(&r.request_id)
-                    .bind(r.ts_ms)
-                    .bind(&r.key_id)
-                    .bind(&r.principal_kind)
-                    .bind(&r.principal_name)
-                    .bind(r.endpoint)
-                    .bind(&r.model)
-                    .bind(&r.upstream_model)
-                    .bind(&r.provider)
-                    .bind(&r.ip_token)
-                    .bind(r.stream)
-                    .bind(clamp_i64(r.input_tokens))
-                    .bind(clamp_i64(r.output_tokens))
-                    .bind(clamp_i64(r.cached_input_tokens))
-                    .bind(clamp_i64(r.latency_ms))
-                    .bind(i32::from(r.status))
-                    .bind(r.error_class)
-                    .bind(clamp_i64(r.cost_micros))
-                    .bind(&r.downgraded_from)
-                    .execute(&mut *tx)
-                    .await?;
-                for c in &r.charges {
-                    sqlx::query(charge_sql)
-                        .bind(&r.request_id)
-                        .bind(&c.budget_id)
-                        .bind(c.window_start_ms)
-                        .bind(r.ts_ms)
-                        .bind(clamp_i64(r.cost_micros))
-                        .execute(&mut *tx)
-                        .await?;
-                }
+            for chunk in records.chunks(500) {
+                usage_insert(chunk).build().execute(&mut *tx).await?;
+            }
+            let charges: Vec<(&UsageRecord, &crate::usage::Charge)> =
+                records.iter().flat_map(|r| r.charges.iter().map(move |c| (r, c))).collect();
+            for chunk in charges.chunks(1000) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO usage_charges (request_id, budget_id, window_start_ms, ts_ms, cost_micros) ",
+                );
+                q.push_values(chunk, |mut b, (r, c)| {
+                    b.push_bind(&r.request_id)
+                        .push_bind(&c.budget_id)
+                        .push_bind(c.window_start_ms)
+                        .push_bind(r.ts_ms)
+                        .push_bind(clamp_i64(r.cost_micros));
+                });
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -259,6 +251,63 @@ impl Store {
                 })
                 .collect()
         })
+    }
+}
+
+/// A multi-row INSERT of usage records (at most 500 rows: 19 binds each stays under the
+/// backends' parameter limits).
+fn usage_insert<'a, DB>(records: &'a [UsageRecord]) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::QueryBuilder::new(
+        "INSERT INTO usage_records (request_id, ts_ms, key_id, principal_kind, principal_name, \
+         endpoint, model, upstream_model, provider, ip_token, stream, input_tokens, output_tokens, \
+         cached_input_tokens, latency_ms, status, error_class, cost_micros, downgraded_from) ",
+    );
+    q.push_values(records, |mut b, r| {
+        b.push_bind(r.request_id.clone())
+            .push_bind(r.ts_ms)
+            .push_bind(r.key_id.clone())
+            .push_bind(r.principal_kind.clone())
+            .push_bind(r.principal_name.clone())
+            .push_bind(r.endpoint)
+            .push_bind(r.model.clone())
+            .push_bind(r.upstream_model.clone())
+            .push_bind(r.provider.clone())
+            .push_bind(r.ip_token.clone())
+            .push_bind(r.stream)
+            .push_bind(clamp_i64(r.input_tokens))
+            .push_bind(clamp_i64(r.output_tokens))
+            .push_bind(clamp_i64(r.cached_input_tokens))
+            .push_bind(clamp_i64(r.latency_ms))
+            .push_bind(i32::from(r.status))
+            .push_bind(r.error_class)
+            .push_bind(clamp_i64(r.cost_micros))
+            .push_bind(r.downgraded_from.clone());
+    });
+    q
+}
+
+/// Checkpoints the WAL off the request path, once a second (PASSIVE: never waits for
+/// readers or writers).
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying next second");
+        }
     }
 }
 

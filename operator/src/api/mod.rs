@@ -2,6 +2,7 @@
 //! (`{"error": {"message", "type", "param", "code"}}`).
 
 mod budgets;
+mod safety;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ pub fn router(cp: ControlPlane) -> Router {
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{id}", delete(revoke_key))
         .route("/api/v1/usage", get(recent_usage))
+        .route("/api/v1/safety/check", axum::routing::post(safety::check))
         .route("/api/v1/budgets", get(budgets::list))
         .route("/api/v1/budgets/{name}", get(budgets::get_one))
         .route("/api/v1/budgets/{namespace}/{name}", get(budgets::get_namespaced))

@@ -70,6 +70,7 @@ impl From<ApiError> for Refusal {
 }
 
 /// Reserves the worst-case cost of this request on every budget that applies.
+#[expect(clippy::too_many_arguments, reason = "the request path's state, passed once")]
 pub(super) async fn admit(
     shared: &Shared,
     runtime: &Runtime,
@@ -78,6 +79,7 @@ pub(super) async fn admit(
     model: &str,
     route: &ModelRoute,
     value: &mut Value,
+    need_tokens: bool,
 ) -> Result<Admitted, Refusal> {
     let prices = route_prices(route, model);
     let indices = runtime.budget_index.applicable(&runtime.config.budgets, principal);
@@ -87,6 +89,16 @@ pub(super) async fn admit(
         route.targets.first().and_then(|t| runtime.upstreams.get(t.ip_token)).map(|u| u.provider);
     let input_tokens = |value: &Value| tokens::estimate_input_tokens(upstream_model, value, wire);
     if indices.is_empty() {
+        if !need_tokens {
+            // No budget and no token limit: nothing needs the estimate.
+            return Ok(Admitted {
+                reservation: None,
+                prices,
+                input_micros: 0,
+                budgets: Vec::new(),
+                token_estimate: 0,
+            });
+        }
         let input = input_tokens(value);
         let max_output = tokens::max_output_tokens(value, wire).unwrap_or(shared.options.default_max_tokens);
         let input_micros = prices.map_or(0, |p| worst_case_micros(&p, input, 0));

@@ -3,6 +3,7 @@
 //! the answer in the caller's format → write the usage record.
 
 mod admission;
+mod guard;
 mod stream;
 mod upstream;
 
@@ -34,7 +35,7 @@ use crate::error::{ApiError, ApiFormat};
 use crate::observability::tracing::GenAiOperation;
 use crate::observability::{
     AttemptOutcome, InFlight as MetricsInFlight, RateLimitKind, RateLimitScope, RequestLabels, RequestSpan,
-    RequestSpanStart,
+    RequestSpanStart, SafetyStage,
 };
 use crate::providers::sse::{SseEvent, SseParser};
 use crate::providers::{Operation, Provider, Upstream, UpstreamError, Wire};
@@ -108,6 +109,8 @@ pub(super) struct Ctx {
     held: Held,
     /// Upstream attempts so far (retries and fallbacks included).
     attempts: u32,
+    /// The safety policies that apply to this caller.
+    policy: Option<Arc<crate::safety::PolicySet>>,
 }
 
 /// Guards that must live as long as the response: they count it in flight until dropped.
@@ -171,6 +174,7 @@ pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -
         span: span.clone(),
         held: Held::default(),
         attempts: 0,
+        policy: None,
     };
     let result = match shared.in_flight.try_enter() {
         Some(guard) => {
@@ -299,6 +303,26 @@ async fn run(
     ctx.span.set_request(tokens::max_output_tokens(&value, ctx.endpoint.wire()), stream);
 
     let runtime = shared.runtime.load_full();
+    // Safety on the input, before anything is reserved or sent upstream.
+    let policy = runtime.safety.policies_for(&crate::safety::Subject::from_principal(&key.principal, None));
+    if !policy.is_empty() {
+        let verdict = {
+            let _s = ctx.span.safety(SafetyStage::Input).entered();
+            match ctx.endpoint {
+                Endpoint::Embeddings => policy.check_embeddings_input(&value),
+                Endpoint::ChatCompletions | Endpoint::Messages => {
+                    policy.check_request(&value, ctx.endpoint.wire())
+                }
+            }
+        };
+        guard::report(shared, ctx, &verdict.findings);
+        match verdict.outcome {
+            crate::safety::Outcome::Allow => {}
+            crate::safety::Outcome::Redact(redacted) => value = redacted,
+            crate::safety::Outcome::Block(v) => return Err(guard::violation_error(&v)),
+        }
+        ctx.policy = Some(policy);
+    }
     let mut model = model;
     let mut tried_models: Vec<String> = Vec::new();
     let mut deadline: Option<Instant> = None;
@@ -308,8 +332,22 @@ async fn run(
         let route = resolve(&runtime, &key, ctx.endpoint, &model)?;
         let timeouts = model_timeouts(&shared.options, route);
         let deadline = *deadline.get_or_insert(ctx.started + timeouts.total);
-        let admitted = match admit(shared, &runtime, ctx, &key.principal.clone(), &model, route, &mut value)
-            .await
+        let need_tokens = key.tpm.is_some()
+            || route
+                .targets
+                .iter()
+                .any(|t| runtime.config.ip_tokens.get(t.ip_token).is_some_and(|c| c.tpm.is_some()));
+        let admitted = match admit(
+            shared,
+            &runtime,
+            ctx,
+            &key.principal.clone(),
+            &model,
+            route,
+            &mut value,
+            need_tokens,
+        )
+        .await
         {
             Ok(admitted) => admitted,
             Err(Refusal { downgrade: Some(to), .. }) if ctx.downgraded_from.is_none() && to != model => {

@@ -1,6 +1,7 @@
 //! Streaming answers: pass through or translate SSE as it arrives, settle and record when
 //! the stream ends, holding the final frame back until the usage record is committed.
 
+use super::guard::StreamGuard;
 use super::*;
 
 pub(super) fn data_frame(data: &str) -> Bytes {
@@ -43,6 +44,8 @@ pub(super) struct StreamExtras {
     pub(super) idle: Duration,
     /// The request's total deadline: a stream never outlives it.
     pub(super) deadline: Instant,
+    /// The output scan, when a safety policy checks this caller's answers.
+    pub(super) guard: Option<crate::safety::StreamScanner>,
 }
 
 pub(super) fn stream_response(
@@ -61,9 +64,12 @@ pub(super) fn stream_response(
     let started = ctx.started;
     let model = ctx.model.clone().unwrap_or_default();
     let span = ctx.span.clone();
+    let request_id = ctx.request_id.clone();
+    let mut extras = extras;
+    let guard = extras.guard.take();
     let task = async move {
         let shared = shared_task;
-        let StreamExtras { ticket, outstanding, held: _held, .. } = extras;
+        let StreamExtras { ticket, outstanding, held: _held, guard: _, .. } = extras;
         let mut admitted = admitted;
         let mut pump = Pump {
             mode,
@@ -73,9 +79,18 @@ pub(super) fn stream_response(
             client_gone: false,
             content_events: 0,
             first_content: None,
+            guard: guard.map(StreamGuard::new),
+            blocked: None,
         };
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
+        if let Some(g) = &pump.guard {
+            for f in &g.findings {
+                let action = if f.audit { "audit" } else { f.action.as_str() };
+                shared.metrics.safety_verdict(SafetyStage::Output, &f.rule, action);
+                tracing::info!(request_id = %request_id, policy = %f.policy, rule = %f.rule, action, "safety finding");
+            }
+        }
         if let Some(at) = pump.first_content {
             shared.metrics.time_to_first_token(&model, at.saturating_duration_since(started));
         }
@@ -152,6 +167,10 @@ pub(super) struct Pump {
     pub(super) content_events: u64,
     /// When the first content event was delivered.
     pub(super) first_content: Option<Instant>,
+    /// The safety scan of the answer, when a policy checks output.
+    pub(super) guard: Option<StreamGuard>,
+    /// Set when the guard blocked the answer.
+    pub(super) blocked: Option<crate::safety::Violation>,
 }
 
 impl Pump {
@@ -179,6 +198,9 @@ impl Pump {
     ) -> Option<&'static str> {
         for event in first {
             let done = self.on_event(event, held).await;
+            if let Some(v) = self.blocked.take() {
+                return self.block(&v).await;
+            }
             if self.client_gone {
                 return Some("client_disconnected");
             }
@@ -212,6 +234,9 @@ impl Pump {
             }
             for event in events.drain(..) {
                 let done = self.on_event(event, held).await;
+                if let Some(v) = self.blocked.take() {
+                    return self.block(&v).await;
+                }
                 if self.client_gone {
                     return Some("client_disconnected");
                 }
@@ -239,12 +264,47 @@ impl Pump {
     }
 
     pub(super) async fn send_data(&mut self, data: &str) {
+        if self.blocked.is_some() {
+            return;
+        }
+        if let Some(guard) = &mut self.guard
+            && data.starts_with('{')
+            && let Ok(mut chunk) = serde_json::from_str::<Value>(data)
+            && chunk.get("error").is_none()
+        {
+            match guard.openai(&mut chunk) {
+                Ok(()) => {
+                    let rewritten = serde_json::to_string(&chunk).unwrap_or_default();
+                    self.content_events += 1;
+                    self.first_content.get_or_insert_with(Instant::now);
+                    self.send(data_frame(&rewritten)).await;
+                }
+                Err(v) => self.blocked = Some(*v),
+            }
+            return;
+        }
         self.content_events += 1;
         self.first_content.get_or_insert_with(Instant::now);
         self.send(data_frame(data)).await;
     }
 
     pub(super) async fn send_event(&mut self, name: &str, data: &Value) {
+        if self.blocked.is_some() {
+            return;
+        }
+        if let Some(guard) = &mut self.guard {
+            match guard.anthropic(name, data.clone()) {
+                Ok(events) => {
+                    for (n, d) in events {
+                        self.content_events += 1;
+                        self.first_content.get_or_insert_with(Instant::now);
+                        self.send(event_frame(&n, &d)).await;
+                    }
+                }
+                Err(v) => self.blocked = Some(*v),
+            }
+            return;
+        }
         self.content_events += 1;
         self.first_content.get_or_insert_with(Instant::now);
         self.send(event_frame(name, data)).await;
@@ -313,6 +373,10 @@ impl Pump {
                     *held = Some(frame);
                     return true;
                 }
+                if self.guard.is_some() {
+                    self.send_event(&kind, &data).await;
+                    return false;
+                }
                 self.content_events += 1;
                 self.send(frame).await;
                 false
@@ -363,7 +427,7 @@ impl Pump {
                 let out = t.finish();
                 self.usage = t.usage();
                 for payload in out {
-                    self.send(data_frame(&payload)).await;
+                    self.send_data(&payload).await;
                 }
                 *held = Some(data_frame("[DONE]"));
             }
@@ -372,12 +436,30 @@ impl Pump {
                 self.usage = t.usage();
                 let last = out.pop();
                 for (name, data) in out {
-                    self.send(event_frame(name, &data)).await;
+                    self.send_event(name, &data).await;
                 }
                 *held = last.map(|(name, data)| event_frame(name, &data));
             }
         }
+        if let Some(v) = self.blocked.take() {
+            *held = None;
+            return self.block(&v).await;
+        }
         if self.client_gone { Some("client_disconnected") } else { None }
+    }
+
+    /// Ends a stream a safety policy blocked: a `policy_violation` error event in the
+    /// caller's format (naming policy, rule and location, never the matched text).
+    pub(super) async fn block(&mut self, v: &crate::safety::Violation) -> Option<&'static str> {
+        let error = guard::violation_error(v);
+        match self.mode.client_format() {
+            ApiFormat::OpenAi => {
+                let data = serde_json::to_string(&error.body(ApiFormat::OpenAi)).unwrap_or_default();
+                self.send(data_frame(&data)).await;
+            }
+            ApiFormat::Anthropic => self.send(event_frame("error", &error.body(ApiFormat::Anthropic))).await,
+        }
+        Some("policy_violation")
     }
 
     /// Ends a stream that broke: an error event in the caller's format, then the end.

@@ -423,6 +423,34 @@ async fn finish_json(
     };
     let cost = admitted.settle(shared, usage).await;
     account(shared, ctx, served_model, usage, cost, admitted.prices.is_some());
+    // Safety on the whole answer (tool-call arguments included), in the caller's format.
+    let mut out = out;
+    let mut blocked = None;
+    if let Some(policy) = ctx.policy.clone().filter(|p| p.checks_output())
+        && let Ok(answer) = serde_json::from_slice::<Value>(&out)
+    {
+        let verdict = {
+            let _s = ctx.span.safety(SafetyStage::Output).entered();
+            policy.check_response(&answer, ctx.endpoint.wire())
+        };
+        guard::report(shared, ctx, &verdict.findings);
+        match verdict.outcome {
+            crate::safety::Outcome::Allow => {}
+            crate::safety::Outcome::Redact(redacted) => {
+                out = Bytes::from(serde_json::to_vec(&redacted).unwrap_or_default());
+            }
+            crate::safety::Outcome::Block(v) => blocked = Some(guard::violation_error(&v)),
+        }
+    }
+    if let Some(error) = blocked {
+        // The provider was paid for this answer: it is charged and recorded, not shown.
+        let mut record = ctx.record(error.status.as_u16(), usage, Some("policy_violation"));
+        admitted.fill(&mut record, cost);
+        shared.usage.record_durable(record).await;
+        let mut response = error.into_response(ctx.endpoint.format());
+        served_headers(response.headers_mut(), ctx, upstream);
+        return Ok(response);
+    }
     let mut record = ctx.record(200, usage, None);
     admitted.fill(&mut record, cost);
     // NB: the record is committed before the answer leaves: a caller that got a complete
@@ -536,6 +564,11 @@ fn start_stream(
         held: std::mem::take(&mut ctx.held),
         idle: call.timeouts.idle_between_chunks,
         deadline: call.deadline,
+        guard: ctx
+            .policy
+            .as_ref()
+            .filter(|p| p.checks_output())
+            .map(|p| p.stream_scanner(ctx.endpoint.wire())),
     };
     let mut response = stream_response(shared, ctx, first, mode, admitted, extras);
     served_headers(response.headers_mut(), ctx, upstream);
