@@ -99,12 +99,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         redis: args.redis.clone().map(|url| (url, args.redis_prefix.clone())),
         ..GatewayOptions::default()
     };
-    let counters = match &args.redis {
-        Some(url) => CounterStore::redis(url, &args.redis_prefix)
-            .await
-            .context("cannot use Redis for budget counters")?,
-        None => CounterStore::memory(),
-    };
+    let counters = CounterStore::from_options(options.redis.as_ref())
+        .await
+        .context("cannot use Redis for budget counters")?;
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
     gateway.apply_config(config, &secrets).context("the configuration cannot be served")?;

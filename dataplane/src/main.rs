@@ -81,10 +81,7 @@ async fn main() -> anyhow::Result<()> {
         redis: args.redis.clone().map(|url| (url, args.redis_prefix.clone())),
         ..GatewayOptions::default()
     };
-    let counters = match &args.redis {
-        Some(url) => CounterStore::redis(url, &args.redis_prefix).await?,
-        None => CounterStore::memory(),
-    };
+    let counters = CounterStore::from_options(options.redis.as_ref()).await?;
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
     gateway.apply_config(read_config(&args.config)?, &secrets)?;

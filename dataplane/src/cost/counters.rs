@@ -69,6 +69,15 @@ impl CounterStore {
         CounterStore::Memory(MemoryCounters::new())
     }
 
+    /// Redis when a URL and key prefix are given (counters shared by every replica),
+    /// memory otherwise.
+    pub async fn from_options(redis: Option<&(String, String)>) -> Result<Self, CostError> {
+        match redis {
+            Some((url, prefix)) => Self::redis(url, prefix).await,
+            None => Ok(Self::memory()),
+        }
+    }
+
     /// Counters in Redis at `url` (`redis://host:port/db`), every key starting with
     /// `key_prefix`. Each call gives up after one second with [`CostError::Unavailable`].
     /// Fails with `Unavailable` if Redis does not answer now; once built, the connection is

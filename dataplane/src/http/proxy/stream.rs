@@ -141,19 +141,7 @@ pub(super) fn stream_response(
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Some(model) = &ctx.model
-        && let Ok(v) = HeaderValue::from_str(model)
-    {
-        h.insert("x-tollgate-model", v);
-    }
-    if let Some(from) = &ctx.downgraded_from
-        && let Ok(v) = HeaderValue::from_str(from)
-    {
-        h.insert("x-tollgate-downgraded-from", v);
-    }
-    if let Some(p) = ctx.provider {
-        h.insert("x-tollgate-provider", HeaderValue::from_static(p));
-    }
+    // NB: the x-tollgate-* headers are added by the caller (`served_headers`).
     response
 }
 
