@@ -170,32 +170,18 @@ impl Store {
         }
         // One multi-row statement per table per batch: a batch costs four round trips to
         // the database whatever its size. Chunked to stay under the bind-parameter limits.
-        let single = records.len() <= 500 && records.iter().all(|r| r.charges.is_empty());
-        with_pool!(self, pool => {
-            if single {
-                // NB: one statement in autocommit is atomic on its own and saves the
-                // BEGIN/COMMIT round trips: the common case of requests under no budget.
+        // NB: one statement in autocommit is atomic on its own: a batch of up to 500
+        // records, charges included (a trigger fans them out), is one round trip.
+        if records.len() <= 500 {
+            with_pool!(self, pool => {
                 usage_insert(records).build().execute(pool).await?;
-                return Ok(());
-            }
+            });
+            return Ok(());
+        }
+        with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for chunk in records.chunks(500) {
                 usage_insert(chunk).build().execute(&mut *tx).await?;
-            }
-            let charges: Vec<(&UsageRecord, &crate::usage::Charge)> =
-                records.iter().flat_map(|r| r.charges.iter().map(move |c| (r, c))).collect();
-            for chunk in charges.chunks(1000) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO usage_charges (request_id, budget_id, window_start_ms, ts_ms, cost_micros) ",
-                );
-                q.push_values(chunk, |mut b, (r, c)| {
-                    b.push_bind(&r.request_id)
-                        .push_bind(&c.budget_id)
-                        .push_bind(c.window_start_ms)
-                        .push_bind(r.ts_ms)
-                        .push_bind(clamp_i64(r.cost_micros));
-                });
-                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -254,7 +240,7 @@ impl Store {
     }
 }
 
-/// A multi-row INSERT of usage records (at most 500 rows: 19 binds each stays under the
+/// A multi-row INSERT of usage records (at most 500 rows: 20 binds each stays under the
 /// backends' parameter limits).
 fn usage_insert<'a, DB>(records: &'a [UsageRecord]) -> sqlx::QueryBuilder<'a, DB>
 where
@@ -270,9 +256,17 @@ where
     let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO usage_records (request_id, ts_ms, key_id, principal_kind, principal_name, \
          endpoint, model, upstream_model, provider, ip_token, stream, input_tokens, output_tokens, \
-         cached_input_tokens, latency_ms, status, error_class, cost_micros, downgraded_from) ",
+         cached_input_tokens, latency_ms, status, error_class, cost_micros, downgraded_from, charges) ",
     );
     q.push_values(records, |mut b, r| {
+        let charges = (!r.charges.is_empty()).then(|| {
+            let list: Vec<serde_json::Value> = r
+                .charges
+                .iter()
+                .map(|c| serde_json::json!({ "b": c.budget_id, "w": c.window_start_ms }))
+                .collect();
+            serde_json::Value::Array(list).to_string()
+        });
         b.push_bind(r.request_id.clone())
             .push_bind(r.ts_ms)
             .push_bind(r.key_id.clone())
@@ -291,7 +285,8 @@ where
             .push_bind(i32::from(r.status))
             .push_bind(r.error_class)
             .push_bind(clamp_i64(r.cost_micros))
-            .push_bind(r.downgraded_from.clone());
+            .push_bind(r.downgraded_from.clone())
+            .push_bind(charges);
     });
     q
 }

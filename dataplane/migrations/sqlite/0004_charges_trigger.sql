@@ -1,0 +1,12 @@
+-- Charges travel with their usage record (a JSON array of {"b": budget id, "w": window
+-- start}) and a trigger fans them out into usage_charges, so a batch of records with their
+-- charges is one INSERT statement: one round trip to the database per group commit.
+ALTER TABLE usage_records ADD COLUMN charges TEXT;
+
+CREATE TRIGGER usage_records_charges AFTER INSERT ON usage_records
+WHEN NEW.charges IS NOT NULL
+BEGIN
+    INSERT INTO usage_charges (request_id, budget_id, window_start_ms, ts_ms, cost_micros)
+    SELECT NEW.request_id, json_extract(value, '$.b'), json_extract(value, '$.w'), NEW.ts_ms, NEW.cost_micros
+    FROM json_each(NEW.charges);
+END;
