@@ -22,6 +22,9 @@ use tollgate_dataplane::usage::UsageSink;
 use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
 use tower::ServiceExt;
 
+mod support;
+use support::RedisServer;
+
 /// `mock-1` costs exactly $1 per output token and nothing for input, so with `max_tokens: 2`
 /// (the mock truncates its reply to it) every request costs exactly its $2 worst case.
 const TOKENS: &str = r#"
@@ -302,60 +305,22 @@ async fn unknown_prices_are_refused_under_a_hard_budget() {
     assert!(body.contains("no known price"), "{body}");
 }
 
-/// A `redis-server` of this test's own, on a free port, so it can be stopped and started.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start(port: Option<u16>) -> Self {
-        let port = port.unwrap_or_else(|| {
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-        });
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { port, child: Some(child) }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test]
 async fn hard_budgets_fail_closed_without_redis_and_recover_by_themselves() {
-    let mut redis = OwnRedis::start(None);
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut redis = RedisServer::start();
+    let url = redis.url();
     let counters = CounterStore::redis(&url, "t").await.unwrap();
     let app =
         spawn(&budget("alice", "{kind: developer, name: alice}", "100", ""), counters, None, None).await;
     assert_eq!(chat(&app, "mock-1", false).await.0, StatusCode::OK);
-    redis.stop();
+    redis.kill();
     let started = Instant::now();
     let (status, headers, body) = chat(&app, "mock-1", false).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("budget_unavailable"), "{body}");
     assert!(headers.contains_key("retry-after"));
     assert!(started.elapsed() < Duration::from_secs(5), "must not hang while Redis is away");
-    let _redis = OwnRedis::start(Some(redis.port));
+    let _redis = RedisServer::start_on(redis.port);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, _, _) = chat(&app, "mock-1", false).await;

@@ -5,14 +5,14 @@
 
 #![expect(clippy::unwrap_used, reason = "test setup: failing loudly is the point")]
 
-mod cost_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cost_support::{RedisServer, key};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use support::{RedisServer, key};
 use tollgate_dataplane::cost::{Admission, BudgetKey, CounterStore, RedisCounters, Window};
 
 /// The tree: org ← team-a ← dev-1, dev-2; org ← team-b ← dev-3.

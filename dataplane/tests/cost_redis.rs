@@ -3,12 +3,12 @@
 
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test setup: failing loudly is the point")]
 
-mod cost_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cost_support::{RedisServer, key};
+use support::{RedisServer, key};
 use tollgate_dataplane::cost::{Admission, CostError, CounterState, CounterStore, RedisCounters, Window};
 
 /// A day in the past: the store must not depend on the caller's clock agreeing with Redis'.

@@ -10,79 +10,14 @@ use std::time::{Duration, Instant};
 use tollgate_dataplane::reliability::ratelimit::{REDIS_TIMEOUT, RedisRateLimiter};
 use tollgate_dataplane::reliability::{RateLimitError, RateLimiter};
 
-use own_redis::{OwnRedis, free_port};
+mod support;
+use support::RedisServer;
 
 const MIN: Duration = Duration::from_secs(60);
 
-#[expect(clippy::unwrap_used, clippy::expect_used, reason = "test set-up: a failure is the test's failure")]
-mod own_redis {
-    use std::time::{Duration, Instant};
-
-    /// A `redis-server` of this test's own, on a free port, stopped on drop.
-    pub struct OwnRedis {
-        pub port: u16,
-        child: Option<std::process::Child>,
-    }
-
-    impl OwnRedis {
-        pub fn start(port: Option<u16>) -> Self {
-            let port = port.unwrap_or_else(free_port);
-            let child = std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed");
-            let redis = Self { port, child: Some(child) };
-            redis.wait_ready();
-            redis
-        }
-
-        /// Polls PING until it answers PONG, with a deadline.
-        fn wait_ready(&self) {
-            let client = redis::Client::open(self.url()).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let pong = client
-                    .get_connection_with_timeout(Duration::from_millis(200))
-                    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-                if pong.as_deref() == Ok("PONG") {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "redis-server did not start: {pong:?}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-
-        pub fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-
-        pub fn stop(&mut self) {
-            if let Some(mut c) = self.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-
-    impl Drop for OwnRedis {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
-
-    pub fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
+#[expect(clippy::unwrap_used, reason = "test set-up: a failure is the test's failure")]
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn now_ms() -> i64 {
@@ -91,7 +26,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_is_exact_across_two_gateways_under_concurrency() {
-    let redis = OwnRedis::start(None);
+    let redis = RedisServer::start();
     let gateways = [
         Arc::new(RateLimiter::redis(&redis.url(), "t").unwrap()),
         Arc::new(RateLimiter::redis(&redis.url(), "t").unwrap()),
@@ -124,7 +59,7 @@ async fn admission_is_exact_across_two_gateways_under_concurrency() {
 
 #[tokio::test]
 async fn token_costs_corrections_and_expiring_keys() {
-    let redis = OwnRedis::start(None);
+    let redis = RedisServer::start();
     let a = RateLimiter::redis(&redis.url(), "gw").unwrap();
     let b = RateLimiter::redis(&redis.url(), "gw").unwrap();
     let now = now_ms();
@@ -185,16 +120,16 @@ async fn unavailable_within_the_timeout_when_redis_hangs() {
 
 #[tokio::test]
 async fn unavailable_when_redis_goes_away_and_back_by_itself_after() {
-    let mut redis = OwnRedis::start(None);
+    let mut redis = RedisServer::start();
     let rl = RateLimiter::redis(&redis.url(), "t").unwrap();
     assert!(rl.check("k", 10, 1, MIN, now_ms()).await.unwrap().allowed);
-    redis.stop();
+    redis.kill();
     let started = Instant::now();
     let err = rl.check("k", 10, 1, MIN, now_ms()).await.unwrap_err();
     assert!(matches!(err, RateLimitError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() <= REDIS_TIMEOUT + Duration::from_millis(500), "{:?}", started.elapsed());
 
-    let _redis = OwnRedis::start(Some(redis.port));
+    let _redis = RedisServer::start_on(redis.port);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match rl.check("k", 10, 1, MIN, now_ms()).await {

@@ -1,6 +1,8 @@
-//! Helpers shared by the cost tests: a private `redis-server` per test, and a budget key.
+//! Helpers shared by the integration tests: a private `redis-server` per test, and a
+//! budget key.
 
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test setup: failing loudly is the point")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test setup: failing loudly is the point")]
+#![allow(dead_code, reason = "each test binary uses a different part")]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
