@@ -92,7 +92,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(secret) = keys.ensure_admin(preset.as_deref(), now_ms()).await? {
         println!("Admin key (shown once; store it now): {secret}");
     }
-    let usage = UsageSink::start(store.clone());
+    let usage = UsageSink::open(store.clone()).await?;
     let options = GatewayOptions {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,

@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = Store::connect(&args.database).await?;
     let keys = KeyService::load(store.clone()).await?;
-    let usage = UsageSink::start(store.clone());
+    let usage = UsageSink::open(store.clone()).await?;
     let options = GatewayOptions {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,

@@ -102,3 +102,43 @@ async fn unsupported_urls_are_refused() {
     let e = Store::connect("mysql://x").await.unwrap_err();
     assert!(e.to_string().contains("sqlite://"), "{e}");
 }
+
+#[tokio::test]
+async fn the_sqlite_journal_is_replayed_and_emptied() {
+    use tollgate_dataplane::usage::UsageSink;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let url = format!("sqlite://{}", db.display());
+    // Records acknowledged from the journal reach the database.
+    {
+        let store = Store::connect(&url).await.unwrap();
+        let sink = UsageSink::open(store.clone()).await.unwrap();
+        let r =
+            UsageRecord { request_id: "acked".into(), ts_ms: 1, endpoint: "messages", ..Default::default() };
+        assert!(sink.record_durable(r).await);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !store.has_usage("acked").await.unwrap() {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    // A process killed after journaling but before the insert: the next start replays it,
+    // skips what is already in the database, and ignores a line cut short mid-write.
+    let journal = dir.path().join("j.db.journal");
+    let line = |id: &str| {
+        format!(
+            "{{\"request_id\":\"{id}\",\"ts_ms\":2,\"key_id\":null,\"principal_kind\":null,\"principal_name\":\"p\",\
+             \"endpoint\":\"chat.completions\",\"model\":\"m\",\"upstream_model\":null,\"provider\":null,\"ip_token\":null,\
+             \"stream\":false,\"input_tokens\":3,\"output_tokens\":4,\"cached_input_tokens\":0,\"latency_ms\":5,\
+             \"status\":200,\"error_class\":null,\"cost_micros\":7,\"downgraded_from\":null,\
+             \"charges\":[{{\"budget_id\":\"default/b\",\"window_start_ms\":9}}]}}\n"
+        )
+    };
+    std::fs::write(&journal, format!("{}{}{{\"request_id\":\"cut", line("lost"), line("lost"))).unwrap();
+    let store = Store::connect(&url).await.unwrap();
+    let _sink = UsageSink::open(store.clone()).await.unwrap();
+    assert!(store.has_usage("lost").await.unwrap());
+    assert_eq!(store.recent_usage(10).await.unwrap().iter().filter(|r| r.request_id == "lost").count(), 1);
+    assert_eq!(store.budget_spent("default/b", 9).await.unwrap(), 7, "charges replayed too");
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "journal emptied");
+}

@@ -199,6 +199,26 @@ impl Store {
         Ok(u64::try_from(spent).unwrap_or(0))
     }
 
+    /// The SQLite database file, when the store is one.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Self::Sqlite(pool) => {
+                let f = pool.connect_options().get_filename().to_path_buf();
+                (!f.as_os_str().is_empty() && f.as_os_str() != ":memory:").then_some(f)
+            }
+            Self::Postgres(_) => None,
+        }
+    }
+
+    /// Whether the usage record of this request at this time exists (journal replay).
+    pub async fn has_usage_at(&self, request_id: &str, ts_ms: i64) -> Result<bool> {
+        let sql = "SELECT COUNT(*) AS n FROM usage_records WHERE request_id = $1 AND ts_ms = $2";
+        let n: i64 = with_pool!(self, pool => {
+            sqlx::query(sql).bind(request_id).bind(ts_ms).fetch_one(pool).await?.try_get("n")?
+        });
+        Ok(n > 0)
+    }
+
     /// Whether a usage record with this request id exists (crash-recovery checks).
     pub async fn has_usage(&self, request_id: &str) -> Result<bool> {
         let sql = "SELECT COUNT(*) AS n FROM usage_records WHERE request_id = $1";
