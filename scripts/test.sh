@@ -12,6 +12,11 @@ command -v cargo >/dev/null || missing+=("cargo: install Rust with rustup (the t
 command -v python3 >/dev/null || missing+=("python3: apt-get install python3")
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv: apt-get install python3-venv")
 command -v curl >/dev/null || missing+=("curl: apt-get install curl")
+command -v psql >/dev/null || missing+=("psql: apt-get install postgresql-client")
+command -v redis-server >/dev/null || missing+=("redis-server (tests start their own): apt-get install redis-server")
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  missing+=("Redis on 127.0.0.1:6379 (start it: redis-server --daemonize yes --save '' --appendonly no)")
+fi
 PG_URL="${TOLLGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && [ -z "${TOLLGATE_TEST_POSTGRES_URL:-}" ]; then
   missing+=("PostgreSQL on 127.0.0.1:5432 with trust auth (or set TOLLGATE_TEST_POSTGRES_URL)")

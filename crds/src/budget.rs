@@ -147,38 +147,57 @@ pub enum BudgetPeriod {
     EverySeconds(u64),
 }
 
+const EXPECTED: &str = "expected daily, weekly, monthly, total, or a duration such as \"90s\", \"30m\", \"6h\", \"2d\" or \"1w\"";
+
 impl std::str::FromStr for BudgetPeriod {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        Ok(match s {
-            "daily" => Self::Daily,
-            "weekly" => Self::Weekly,
-            "monthly" => Self::Monthly,
-            "total" => Self::Total,
-            _ => {
-                let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-                let (n, unit) = s.split_at(split);
-                let bad = || {
-                    format!("{s:?} is not a period: use daily, weekly, monthly, total or a duration like 6h")
-                };
-                let n: u64 = n.parse().map_err(|_| bad())?;
-                let mult = match unit {
-                    "s" => 1,
-                    "m" => 60,
-                    "h" => 3600,
-                    "d" => 86_400,
-                    "w" => 604_800,
-                    _ => return Err(bad()),
-                };
-                let secs = n
-                    .checked_mul(mult)
-                    .filter(|v| *v >= 60)
-                    .ok_or_else(|| format!("{s:?}: a duration period must be at least one minute"))?;
-                Self::EverySeconds(secs)
+    /// Parses `daily`, `weekly`, `monthly`, `total`, or a duration of at least a minute: a
+    /// positive whole number and one unit, `s`, `m`, `h`, `d` or `w` (`90s`, `6h`, `1w`).
+    /// The error says what to write instead.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "daily" => return Ok(Self::Daily),
+            "weekly" => return Ok(Self::Weekly),
+            "monthly" => return Ok(Self::Monthly),
+            "total" => return Ok(Self::Total),
+            "" => return Err(EXPECTED.to_owned()),
+            _ => {}
+        }
+        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(digits_end);
+        if number.is_empty() {
+            return Err(if text.trim() != text {
+                "remove the surrounding spaces".to_owned()
+            } else if ["daily", "weekly", "monthly", "total"].contains(&text.to_ascii_lowercase().as_str()) {
+                format!("write it in lower case ({:?})", text.to_ascii_lowercase())
+            } else {
+                EXPECTED.to_owned()
+            });
+        }
+        let seconds_per_unit: u64 = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            "w" => 604_800,
+            "" => {
+                return Err(format!("missing unit after {number}: add s, m, h, d or w (e.g. \"{number}h\")"));
             }
-        })
+            other => return Err(format!("unknown unit {other:?}: use s, m, h, d or w (e.g. \"6h\")")),
+        };
+        let count: u64 = number.parse().map_err(|_| format!("{number} is too large"))?;
+        if count == 0 {
+            return Err("the duration must be longer than zero".to_owned());
+        }
+        let seconds = count
+            .checked_mul(seconds_per_unit)
+            .filter(|s| s.checked_mul(1_000).is_some_and(|ms| i64::try_from(ms).is_ok()))
+            .ok_or_else(|| format!("{number}{unit} is too long"))?;
+        if seconds < 60 {
+            return Err(format!("{text}: a duration period must be at least one minute"));
+        }
+        Ok(Self::EverySeconds(seconds))
     }
 }
 

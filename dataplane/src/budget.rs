@@ -5,9 +5,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tollgate_crds::budget::{BudgetPeriod, SubjectKind};
+use tollgate_crds::budget::SubjectKind;
 use tollgate_crds::config::BudgetConfig;
 use tollgate_crds::money::format_usd;
 
@@ -60,13 +59,7 @@ impl BudgetIndex {
 
 /// The cost engine's period for a compiled budget.
 pub fn period_of(b: &BudgetConfig) -> Period {
-    match b.period {
-        BudgetPeriod::Daily => Period::Daily,
-        BudgetPeriod::Weekly => Period::Weekly,
-        BudgetPeriod::Monthly => Period::Monthly,
-        BudgetPeriod::Total => Period::Total,
-        BudgetPeriod::EverySeconds(s) => Period::Every(Duration::from_secs(s)),
-    }
+    Period::from(b.period)
 }
 
 /// The counter key of a budget's current window.

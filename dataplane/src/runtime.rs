@@ -3,7 +3,7 @@
 //! request sees half of a change, and one that fails to build leaves the old one in force.
 
 use tollgate_crds::DataPlaneConfig;
-use tollgate_crds::config::{ModelRoute, RouteTarget};
+use tollgate_crds::config::ModelRoute;
 
 use crate::budget::BudgetIndex;
 use crate::error::Result;
@@ -55,60 +55,5 @@ impl Runtime {
     /// How `model` is served, if it is.
     pub fn route(&self, model: &str) -> Option<&ModelRoute> {
         self.config.models.get(model)
-    }
-}
-
-/// Picks a target by weight. `roll` is a uniformly random number; targets of weight 0 are
-/// never chosen. `None` when no target has weight.
-pub fn choose_target(route: &ModelRoute, roll: u64) -> Option<&RouteTarget> {
-    let total: u64 = route.targets.iter().map(|t| u64::from(t.weight)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut point = roll % total;
-    for target in &route.targets {
-        let w = u64::from(target.weight);
-        if point < w {
-            return Some(target);
-        }
-        point -= w;
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tollgate_crds::iptoken::ModelKind;
-
-    fn route(weights: &[u32]) -> ModelRoute {
-        ModelRoute {
-            kind: ModelKind::Chat,
-            targets: weights
-                .iter()
-                .enumerate()
-                .map(|(i, &weight)| RouteTarget {
-                    ip_token: i,
-                    upstream_model: "m".into(),
-                    weight,
-                    prices: None,
-                })
-                .collect(),
-            fallbacks: Vec::new(),
-            fallback_on: Vec::new(),
-            timeouts: None,
-        }
-    }
-
-    #[test]
-    fn chooses_in_proportion_to_weight() {
-        let r = route(&[1, 0, 3]);
-        let mut counts = [0; 3];
-        for roll in 0..4000 {
-            counts[choose_target(&r, roll).unwrap().ip_token] += 1;
-        }
-        assert_eq!(counts, [1000, 0, 3000]);
-        assert!(choose_target(&route(&[0, 0]), 7).is_none());
-        assert!(choose_target(&route(&[]), 7).is_none());
     }
 }

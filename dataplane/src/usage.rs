@@ -13,6 +13,7 @@
 //!   is emptied whenever everything appended is committed, and replayed at start (records
 //!   not yet in the database are inserted) before budgets are rebuilt from the ledger.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -34,8 +35,8 @@ pub struct Charge {
     pub window_start_ms: i64,
 }
 
-/// What one request used and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What one request used and how it ended. Serialised as it is into the SQLite journal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub request_id: String,
     pub ts_ms: i64,
@@ -43,7 +44,7 @@ pub struct UsageRecord {
     pub principal_kind: Option<String>,
     pub principal_name: Option<String>,
     /// `chat.completions`, `messages`, `embeddings`.
-    pub endpoint: &'static str,
+    pub endpoint: Cow<'static, str>,
     pub model: Option<String>,
     pub upstream_model: Option<String>,
     pub provider: Option<String>,
@@ -56,7 +57,7 @@ pub struct UsageRecord {
     /// HTTP status the caller received (for a stream broken mid-way: the status sent, with
     /// `error_class` set).
     pub status: u16,
-    pub error_class: Option<&'static str>,
+    pub error_class: Option<Cow<'static, str>>,
     /// What the request cost, in micro-USD.
     pub cost_micros: u64,
     /// The model the caller asked for, when a budget downgraded it.
@@ -142,21 +143,7 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Item>) {
     let mut batch: Vec<Item> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let records: Vec<UsageRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
-        let mut attempt = 0u32;
-        let ok = loop {
-            match store.insert_usage(&records).await {
-                Ok(()) => break true,
-                Err(e) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, records = records.len(), "usage write failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, records = records.len(), "usage records dropped after retries");
-                    break false;
-                }
-            }
-        };
+        let ok = insert_with_retries(&store, &records).await;
         for (_, ack) in batch.drain(..) {
             if let Some(ack) = ack {
                 let _ = ack.send(ok);
@@ -165,144 +152,21 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Item>) {
     }
 }
 
-/// A journal line: a usage record with owned strings.
-#[derive(Debug, Serialize, Deserialize)]
-struct Entry {
-    request_id: String,
-    ts_ms: i64,
-    key_id: Option<String>,
-    principal_kind: Option<String>,
-    principal_name: Option<String>,
-    endpoint: String,
-    model: Option<String>,
-    upstream_model: Option<String>,
-    provider: Option<String>,
-    ip_token: Option<String>,
-    stream: bool,
-    input_tokens: u64,
-    output_tokens: u64,
-    cached_input_tokens: u64,
-    latency_ms: u64,
-    status: u16,
-    error_class: Option<String>,
-    cost_micros: u64,
-    downgraded_from: Option<String>,
-    charges: Vec<Charge>,
-}
-
-impl From<&UsageRecord> for Entry {
-    fn from(r: &UsageRecord) -> Self {
-        Self {
-            request_id: r.request_id.clone(),
-            ts_ms: r.ts_ms,
-            key_id: r.key_id.clone(),
-            principal_kind: r.principal_kind.clone(),
-            principal_name: r.principal_name.clone(),
-            endpoint: r.endpoint.to_owned(),
-            model: r.model.clone(),
-            upstream_model: r.upstream_model.clone(),
-            provider: r.provider.clone(),
-            ip_token: r.ip_token.clone(),
-            stream: r.stream,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            cached_input_tokens: r.cached_input_tokens,
-            latency_ms: r.latency_ms,
-            status: r.status,
-            error_class: r.error_class.map(str::to_owned),
-            cost_micros: r.cost_micros,
-            downgraded_from: r.downgraded_from.clone(),
-            charges: r.charges.clone(),
-        }
-    }
-}
-
-/// Endpoint names and error classes are a small fixed vocabulary in the code; a replayed
-/// record's strings are mapped back to it (anything else, from an older version, is kept
-/// as `replayed`).
-fn intern(s: &str, known: &HashSet<&'static str>) -> &'static str {
-    known.get(s).copied().unwrap_or("replayed")
-}
-
-impl Entry {
-    fn into_record(self, known: &HashSet<&'static str>) -> UsageRecord {
-        UsageRecord {
-            request_id: self.request_id,
-            ts_ms: self.ts_ms,
-            key_id: self.key_id,
-            principal_kind: self.principal_kind,
-            principal_name: self.principal_name,
-            endpoint: intern(&self.endpoint, known),
-            model: self.model,
-            upstream_model: self.upstream_model,
-            provider: self.provider,
-            ip_token: self.ip_token,
-            stream: self.stream,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            cached_input_tokens: self.cached_input_tokens,
-            latency_ms: self.latency_ms,
-            status: self.status,
-            error_class: self.error_class.as_deref().map(|c| intern(c, known)),
-            cost_micros: self.cost_micros,
-            downgraded_from: self.downgraded_from,
-            charges: self.charges,
-        }
-    }
-}
-
-/// Strings a usage record's `&'static str` fields can hold.
-fn vocabulary() -> HashSet<&'static str> {
-    [
-        "chat.completions",
-        "messages",
-        "embeddings",
-        "client_disconnected",
-        "upstream_stream_error",
-        "stream_idle_timeout",
-        "stream_total_timeout",
-        "upstream_invalid_response",
-        "policy_violation",
-        "upstream_connection_error",
-        "upstream_error",
-        "upstream_unavailable",
-        "upstream_timeout",
-        "upstream_rate_limited",
-        "upstream_auth_failed",
-        "upstream_not_found",
-        "no_healthy_upstream",
-        "budget_exceeded",
-        "budget_unavailable",
-        "rate_limited",
-        "invalid_request",
-        "model_not_allowed",
-        "model_not_found",
-        "no_upstream",
-        "overloaded",
-        "shutting_down",
-        "request_too_large",
-        "internal_error",
-    ]
-    .into_iter()
-    .collect()
-}
-
 /// Inserts journaled records that are not in the database yet, then empties the journal.
 /// Returns 0 (nothing left pending).
 async fn replay(store: &Store, path: &std::path::Path) -> crate::Result<u64> {
     let Ok(file) = std::fs::File::open(path) else { return Ok(0) };
-    let known = vocabulary();
     let mut missing = Vec::new();
     let mut seen = HashSet::new();
     for line in std::io::BufReader::new(file).lines() {
         let Ok(line) = line else { break };
         // NB: a line cut short by a crash mid-write was never acknowledged: skip it.
-        let Ok(entry) = serde_json::from_str::<Entry>(&line) else { continue };
-        if !seen.insert((entry.request_id.clone(), entry.ts_ms)) {
+        let Ok(record) = serde_json::from_str::<UsageRecord>(&line) else { continue };
+        if !seen.insert((record.request_id.clone(), record.ts_ms)) {
             continue;
         }
-        if !store.has_usage_at(&entry.request_id, entry.ts_ms).await? {
-            missing.push(entry.into_record(&known));
+        if !store.has_usage_at(&record.request_id, record.ts_ms).await? {
+            missing.push(record);
         }
     }
     for chunk in missing.chunks(500) {
@@ -338,7 +202,7 @@ async fn journal_loop(
         }
         buf.clear();
         for (r, _) in &batch {
-            if serde_json::to_writer(&mut buf, &Entry::from(r)).is_ok() {
+            if serde_json::to_writer(&mut buf, r).is_ok() {
                 buf.push(b'\n');
             }
         }

@@ -42,7 +42,7 @@ async fn exercise(store: Store) {
         key_id: Some(k.record.id.clone()),
         principal_kind: Some("agent".into()),
         principal_name: Some("bot".into()),
-        endpoint: "chat.completions",
+        endpoint: "chat.completions".into(),
         model: Some("m".into()),
         upstream_model: Some("m".into()),
         provider: Some("mock".into()),
@@ -113,8 +113,12 @@ async fn the_sqlite_journal_is_replayed_and_emptied() {
     {
         let store = Store::connect(&url).await.unwrap();
         let sink = UsageSink::open(store.clone()).await.unwrap();
-        let r =
-            UsageRecord { request_id: "acked".into(), ts_ms: 1, endpoint: "messages", ..Default::default() };
+        let r = UsageRecord {
+            request_id: "acked".into(),
+            ts_ms: 1,
+            endpoint: "messages".into(),
+            ..Default::default()
+        };
         assert!(sink.record_durable(r).await);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !store.has_usage("acked").await.unwrap() {

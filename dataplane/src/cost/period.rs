@@ -8,7 +8,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+
 use std::time::Duration;
+use tollgate_crds::budget::BudgetPeriod;
 
 use chrono::{Datelike, LocalResult, Months, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
@@ -137,61 +139,29 @@ fn first_instant_at_or_after(tz: Tz, local: NaiveDateTime) -> Option<i64> {
     Some(hi)
 }
 
-impl FromStr for Period {
-    type Err = CostError;
-
-    /// Parses `daily`, `weekly`, `monthly`, `total`, or a duration: a positive whole number
-    /// followed by one unit, `s`, `m`, `h`, `d` or `w` (`90s`, `30m`, `6h`, `2d`, `1w`).
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: String| CostError::InvalidPeriod { input: text.to_owned(), reason };
-        match text {
-            "daily" => return Ok(Period::Daily),
-            "weekly" => return Ok(Period::Weekly),
-            "monthly" => return Ok(Period::Monthly),
-            "total" => return Ok(Period::Total),
-            "" => return Err(invalid(EXPECTED.to_owned())),
-            _ => {}
+impl From<BudgetPeriod> for Period {
+    fn from(p: BudgetPeriod) -> Self {
+        match p {
+            BudgetPeriod::Daily => Period::Daily,
+            BudgetPeriod::Weekly => Period::Weekly,
+            BudgetPeriod::Monthly => Period::Monthly,
+            BudgetPeriod::Total => Period::Total,
+            BudgetPeriod::EverySeconds(s) => Period::Every(Duration::from_secs(s)),
         }
-        let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-        let (number, unit) = text.split_at(digits_end);
-        if number.is_empty() {
-            let reason = if text.trim() != text {
-                "remove the surrounding spaces".to_owned()
-            } else if ["daily", "weekly", "monthly", "total"].contains(&text.to_ascii_lowercase().as_str()) {
-                format!("write it in lower case ({:?})", text.to_ascii_lowercase())
-            } else {
-                EXPECTED.to_owned()
-            };
-            return Err(invalid(reason));
-        }
-        let seconds_per_unit: u64 = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3_600,
-            "d" => 86_400,
-            "w" => 604_800,
-            "" => {
-                return Err(invalid(format!(
-                    "missing unit after {number}: add s, m, h, d or w (e.g. \"{number}h\")"
-                )));
-            }
-            other => {
-                return Err(invalid(format!("unknown unit {other:?}: use s, m, h, d or w (e.g. \"6h\")")));
-            }
-        };
-        let count: u64 = number.parse().map_err(|_| invalid(format!("{number} is too large")))?;
-        if count == 0 {
-            return Err(invalid("the duration must be longer than zero".to_owned()));
-        }
-        let seconds = count
-            .checked_mul(seconds_per_unit)
-            .filter(|s| s.checked_mul(1_000).is_some_and(|ms| i64::try_from(ms).is_ok()))
-            .ok_or_else(|| invalid(format!("{number}{unit} is too long")))?;
-        Ok(Period::Every(Duration::from_secs(seconds)))
     }
 }
 
-const EXPECTED: &str = "expected daily, weekly, monthly, total, or a duration such as \"90s\", \"30m\", \"6h\", \"2d\" or \"1w\"";
+impl FromStr for Period {
+    type Err = CostError;
+
+    /// The Budget resource's own parser (`tollgate_crds::budget::BudgetPeriod`): one set of
+    /// rules and messages for resources and the engine.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse::<BudgetPeriod>()
+            .map(Period::from)
+            .map_err(|reason| CostError::InvalidPeriod { input: text.to_owned(), reason })
+    }
+}
 
 impl fmt::Display for Period {
     /// The canonical text form, which [`Period::from_str`] reads back.

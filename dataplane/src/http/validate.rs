@@ -148,18 +148,21 @@ fn tools(obj: &Map<String, Value>, openai: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The non-empty `messages` array both chat APIs require.
+fn message_list(obj: &Map<String, Value>) -> Result<&Vec<Value>, ApiError> {
+    match obj.get("messages") {
+        Some(Value::Array(m)) if m.is_empty() => Err(invalid("messages", "`messages` must not be empty")),
+        Some(Value::Array(m)) => Ok(m),
+        None | Some(Value::Null) => Err(invalid("messages", "`messages` is required")),
+        Some(other) => Err(expected("messages", "an array", other)),
+    }
+}
+
 /// Validates an OpenAI Chat Completions request.
 pub fn chat_completions(body: &Value) -> Result<ChatInfo, ApiError> {
     let obj = root(body)?;
     let model = model(obj)?;
-    let messages = match obj.get("messages") {
-        Some(Value::Array(m)) if m.is_empty() => {
-            return Err(invalid("messages", "`messages` must not be empty"));
-        }
-        Some(Value::Array(m)) => m,
-        None | Some(Value::Null) => return Err(invalid("messages", "`messages` is required")),
-        Some(other) => return Err(expected("messages", "an array", other)),
-    };
+    let messages = message_list(obj)?;
     for (i, message) in messages.iter().enumerate() {
         let p = format!("messages[{i}]");
         let Value::Object(m) = message else {
@@ -240,14 +243,7 @@ pub fn messages(body: &Value) -> Result<ChatInfo, ApiError> {
     if opt_uint(obj, "max_tokens", 1)?.is_none() {
         return Err(invalid("max_tokens", "`max_tokens` is required"));
     }
-    let messages = match obj.get("messages") {
-        Some(Value::Array(m)) if m.is_empty() => {
-            return Err(invalid("messages", "`messages` must not be empty"));
-        }
-        Some(Value::Array(m)) => m,
-        None | Some(Value::Null) => return Err(invalid("messages", "`messages` is required")),
-        Some(other) => return Err(expected("messages", "an array", other)),
-    };
+    let messages = message_list(obj)?;
     for (i, message) in messages.iter().enumerate() {
         let p = format!("messages[{i}]");
         let Value::Object(m) = message else {

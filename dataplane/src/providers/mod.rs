@@ -156,6 +156,8 @@ pub struct Upstream {
     pub id: String,
     /// Its provider.
     pub provider: Provider,
+    /// The resource's provider kind (its name).
+    kind: ProviderKind,
     endpoint: Endpoint,
     auth: Option<(HeaderName, HeaderValue)>,
     api_version: Option<String>,
@@ -178,6 +180,7 @@ impl Upstream {
         Ok(Self {
             id: config.id.clone(),
             provider,
+            kind: config.provider,
             endpoint,
             auth,
             api_version: config.api_version.clone(),
@@ -187,13 +190,7 @@ impl Upstream {
 
     /// The provider's name as in resources and usage records.
     pub fn provider_name(&self) -> &'static str {
-        match self.provider {
-            Provider::OpenAi => "openai",
-            Provider::AzureOpenAi => "azure-openai",
-            Provider::Anthropic => "anthropic",
-            Provider::OpenAiCompatible => "openai-compatible",
-            Provider::Mock => "mock",
-        }
+        self.kind.as_str()
     }
 
     /// The upstream's host (for traces; never a credential).

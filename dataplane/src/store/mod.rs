@@ -292,7 +292,7 @@ where
             .push_bind(r.key_id.clone())
             .push_bind(r.principal_kind.clone())
             .push_bind(r.principal_name.clone())
-            .push_bind(r.endpoint)
+            .push_bind(r.endpoint.as_ref())
             .push_bind(r.model.clone())
             .push_bind(r.upstream_model.clone())
             .push_bind(r.provider.clone())
@@ -303,7 +303,7 @@ where
             .push_bind(clamp_i64(r.cached_input_tokens))
             .push_bind(clamp_i64(r.latency_ms))
             .push_bind(i32::from(r.status))
-            .push_bind(r.error_class)
+            .push_bind(r.error_class.as_deref())
             .push_bind(clamp_i64(r.cost_micros))
             .push_bind(r.downgraded_from.clone())
             .push_bind(charges);

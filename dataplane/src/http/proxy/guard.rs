@@ -8,7 +8,7 @@ use super::*;
 use crate::safety::{Finding, StreamScanner, StreamStep, Violation};
 
 /// Logs findings and counts verdicts. Never logs matched text (findings do not hold it).
-pub(super) fn report(shared: &Shared, ctx: &Ctx, findings: &[Finding]) {
+pub(super) fn report(shared: &Shared, request_id: &str, findings: &[Finding]) {
     for f in findings {
         let stage = match (f.category, f.stage) {
             (crate::safety::Category::Tool, _) => SafetyStage::Tool,
@@ -18,7 +18,7 @@ pub(super) fn report(shared: &Shared, ctx: &Ctx, findings: &[Finding]) {
         let action = if f.audit { "audit" } else { f.action.as_str() };
         shared.metrics.safety_verdict(stage, &f.rule, action);
         tracing::info!(
-            request_id = %ctx.request_id,
+            request_id = %request_id,
             policy = %f.policy,
             rule = %f.rule,
             action,

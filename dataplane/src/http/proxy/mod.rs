@@ -7,6 +7,7 @@ mod guard;
 mod stream;
 mod upstream;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,7 +130,7 @@ impl Ctx {
             key_id: self.key.as_ref().map(|k| k.id.clone()),
             principal_kind: principal.map(|p| p.kind.as_str().to_owned()),
             principal_name: principal.map(|p| p.name.clone()),
-            endpoint: self.endpoint.name(),
+            endpoint: Cow::Borrowed(self.endpoint.name()),
             model: self.model.clone(),
             upstream_model: self.upstream_model.clone(),
             provider: self.provider.map(str::to_owned),
@@ -140,7 +141,7 @@ impl Ctx {
             cached_input_tokens: usage.cached_input,
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             status,
-            error_class,
+            error_class: error_class.map(Cow::Borrowed),
             downgraded_from: self.downgraded_from.clone(),
             ..UsageRecord::default()
         }
@@ -315,7 +316,7 @@ async fn run(
                 }
             }
         };
-        guard::report(shared, ctx, &verdict.findings);
+        guard::report(shared, &ctx.request_id, &verdict.findings);
         match verdict.outcome {
             crate::safety::Outcome::Allow => {}
             crate::safety::Outcome::Redact(redacted) => value = redacted,

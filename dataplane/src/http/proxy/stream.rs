@@ -85,11 +85,7 @@ pub(super) fn stream_response(
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
         if let Some(g) = &pump.guard {
-            for f in &g.findings {
-                let action = if f.audit { "audit" } else { f.action.as_str() };
-                shared.metrics.safety_verdict(SafetyStage::Output, &f.rule, action);
-                tracing::info!(request_id = %request_id, policy = %f.policy, rule = %f.rule, action, "safety finding");
-            }
+            super::guard::report(&shared, &request_id, &g.findings);
         }
         if let Some(at) = pump.first_content {
             shared.metrics.time_to_first_token(&model, at.saturating_duration_since(started));
@@ -128,7 +124,7 @@ pub(super) fn stream_response(
         record.input_tokens = pump.usage.input;
         record.output_tokens = pump.usage.output;
         record.cached_input_tokens = pump.usage.cached_input;
-        record.error_class = outcome;
+        record.error_class = outcome.map(Cow::Borrowed);
         record.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         admitted.fill(&mut record, cost);
         shared.usage.record_durable(record).await;
