@@ -73,6 +73,67 @@ pub fn key_for(b: &BudgetConfig, now_ms: i64) -> BudgetKey {
     }
 }
 
+/// One budget's state in its current period, as the admin API, the gRPC runtime service
+/// and the CLI show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetStatus {
+    /// `namespace/name`.
+    pub id: String,
+    /// What the budget is for.
+    pub subject_kind: SubjectKind,
+    /// Its subject's name.
+    pub subject_name: String,
+    /// Hard budgets refuse requests; soft ones only alert.
+    pub hard: bool,
+    /// The limit, micro-USD.
+    pub limit_micros: u64,
+    /// Charged in this period, micro-USD.
+    pub spent_micros: u64,
+    /// Held by requests in flight, micro-USD.
+    pub reserved_micros: u64,
+    /// `limit - spent - reserved`, never below zero.
+    pub remaining_micros: u64,
+    /// The period window (`None` for a `total` budget, which has no window).
+    pub window: Option<crate::cost::Window>,
+    /// The parent budget's id.
+    pub parent: Option<String>,
+    /// Spent has reached the limit.
+    pub exhausted: bool,
+}
+
+/// Reads `budgets[index]`'s counters for the period around `now_ms`.
+pub async fn status(
+    counters: &CounterStore,
+    budgets: &[BudgetConfig],
+    index: usize,
+    now_ms: i64,
+) -> Result<Option<BudgetStatus>, crate::cost::CostError> {
+    let Some(b) = budgets.get(index) else { return Ok(None) };
+    let key = key_for(b, now_ms);
+    let state = counters.state(&key).await?;
+    let remaining = b.limit_micros.saturating_sub(state.spent_micros).saturating_sub(state.reserved_micros);
+    // NB: a `total` budget's window spans all representable time; it has no period to show.
+    let bounded = key.window.end_ms < i64::MAX / 2;
+    Ok(Some(BudgetStatus {
+        id: b.id.clone(),
+        subject_kind: b.subject_kind,
+        subject_name: b.subject_name.clone(),
+        hard: b.hard,
+        limit_micros: b.limit_micros,
+        spent_micros: state.spent_micros,
+        reserved_micros: state.reserved_micros,
+        remaining_micros: remaining,
+        window: bounded.then_some(key.window),
+        parent: b.parent.and_then(|p| budgets.get(p)).map(|p| p.id.clone()),
+        exhausted: state.spent_micros >= b.limit_micros,
+    }))
+}
+
+/// An RFC 3339 time (seconds, UTC) of epoch milliseconds.
+pub fn rfc3339(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 /// A reservation that must be settled. Dropped unsettled (the caller went away mid-request),
 /// it settles in the background to `fallback_micros`, the cost of the input already sent.
 #[derive(Debug)]

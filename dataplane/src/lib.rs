@@ -12,6 +12,7 @@ pub mod auth;
 pub mod budget;
 pub mod cost;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod observability;
 pub mod providers;
@@ -118,6 +119,29 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Logs safety findings and counts verdicts (HTTP and gRPC alike). Never logs matched
+    /// text: findings do not hold it.
+    pub fn report_findings(&self, request_id: &str, findings: &[safety::Finding]) {
+        use crate::observability::SafetyStage;
+        for f in findings {
+            let stage = match (f.category, f.stage) {
+                (safety::Category::Tool, _) => SafetyStage::Tool,
+                (_, safety::Stage::Input) => SafetyStage::Input,
+                (_, safety::Stage::Output) => SafetyStage::Output,
+            };
+            let action = if f.audit { "audit" } else { f.action.as_str() };
+            self.metrics.safety_verdict(stage, &f.rule, action);
+            tracing::info!(
+                request_id = %request_id,
+                policy = %f.policy,
+                rule = %f.rule,
+                action,
+                location = f.location.as_ref().map(|l| l.path.as_str()).unwrap_or(""),
+                "safety finding"
+            );
+        }
+    }
+
     /// The in-flight counter of an IP token.
     pub fn outstanding(&self, ip_token: &str) -> Outstanding {
         match self.outstanding.lock() {

@@ -31,6 +31,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/models/{*model}", get(models::get_one).fallback(method_not_allowed))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        // The gRPC runtime service shares the port (HTTP/2, h2c or TLS-terminated).
+        .route_service("/tollgate.v1.Runtime/{*method}", crate::grpc::server(Arc::clone(&shared)))
         .fallback(not_found)
         .with_state(shared)
 }

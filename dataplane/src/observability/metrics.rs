@@ -149,6 +149,17 @@ struct FallbackKey {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GrpcKey {
+    method: Label,
+    code: Label,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct GrpcMethodKey {
+    method: Label,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RateLimitKey {
     kind: Label,
     scope: Label,
@@ -382,6 +393,8 @@ struct Inner {
     rate_limit_rejections: Family<RateLimitKey, Counter>,
     overload_rejections: Counter,
     in_flight: Gauge,
+    grpc_requests: Family<GrpcKey, Counter>,
+    grpc_duration: HistogramFamily<GrpcMethodKey>,
 }
 
 /// The gateway's metrics. Cheap to clone; all clones record into one registry.
@@ -486,6 +499,19 @@ impl Metrics {
         );
         let in_flight = Gauge::default();
         registry.register("tollgate_in_flight_requests", "Requests being served now", in_flight.clone());
+        let grpc_requests = Family::default();
+        registry.register(
+            "tollgate_grpc_requests",
+            "Runtime service (gRPC) calls answered, by method and status code",
+            grpc_requests.clone(),
+        );
+        let grpc_duration: HistogramFamily<GrpcMethodKey> = Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "tollgate_grpc_request_duration",
+            "Duration of runtime service (gRPC) calls, by method",
+            Unit::Seconds,
+            grpc_duration.clone(),
+        );
         let inner = Inner {
             registry,
             vocabulary: RwLock::new(Arc::new(Vocabulary::new())),
@@ -505,6 +531,8 @@ impl Metrics {
             rate_limit_rejections,
             overload_rejections,
             in_flight,
+            grpc_requests,
+            grpc_duration,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -654,6 +682,15 @@ impl Metrics {
     pub fn rate_limited(&self, kind: RateLimitKind, scope: RateLimitScope) {
         let key = RateLimitKey { kind: Label::Static(kind.as_str()), scope: Label::Static(scope.as_str()) };
         self.inner.rate_limit_rejections.get_or_create(&key).inc();
+    }
+
+    /// Counts a finished runtime-service call: `method` (`CheckTool`, ...) and `code` (the
+    /// gRPC status code name, `ok` ... `unavailable`) come from the code, never the caller.
+    pub fn grpc_finished(&self, method: &'static str, code: &'static str, duration: Duration) {
+        let key = GrpcKey { method: Label::Static(method), code: Label::Static(code) };
+        self.inner.grpc_requests.get_or_create(&key).inc();
+        let key = GrpcMethodKey { method: Label::Static(method) };
+        self.inner.grpc_duration.get_or_create(&key).observe(duration.as_secs_f64());
     }
 
     /// Counts a request refused because the in-flight cap was reached.

@@ -14,7 +14,7 @@ use tollgate_crds::budget::SubjectKind;
 use tollgate_crds::config::BudgetConfig;
 use tollgate_crds::money::format_usd;
 use tollgate_dataplane::auth::{KeyRecord, PrincipalKind, Role};
-use tollgate_dataplane::budget::key_for;
+use tollgate_dataplane::budget::{rfc3339, status};
 use tollgate_dataplane::{ApiError, now_ms};
 
 use super::{ApiResult, ControlPlane, caller, respond};
@@ -55,47 +55,38 @@ fn visible(key: &KeyRecord, b: &BudgetConfig) -> bool {
         || (b.subject_kind == SubjectKind::Team && p.team.as_deref() == Some(b.subject_name.as_str()))
 }
 
-fn rfc3339(ms: i64) -> Option<String> {
-    if ms <= i64::MIN / 2 || ms >= i64::MAX / 2 {
-        return None;
-    }
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
-
 async fn views(cp: &ControlPlane, key: &KeyRecord, only: Option<&str>) -> Result<Vec<BudgetView>, ApiError> {
     let shared = cp.gateway.shared();
     let runtime = shared.runtime.load_full();
     let budgets = &runtime.config.budgets;
     let now = now_ms();
     let mut out = Vec::new();
-    for b in budgets.iter().filter(|b| visible(key, b)) {
+    for (i, b) in budgets.iter().enumerate().filter(|(_, b)| visible(key, b)) {
         if only.is_some_and(|id| id != b.id) {
             continue;
         }
-        let k = key_for(b, now);
-        let state = shared.counters.state(&k).await.map_err(|e| {
+        let s = status(&shared.counters, budgets, i, now).await.map_err(|e| {
             tracing::error!(error = %e, "budget counters unavailable");
             ApiError::unavailable("budget_unavailable", "budget counters are unavailable; retry shortly")
         })?;
-        let remaining =
-            b.limit_micros.saturating_sub(state.spent_micros).saturating_sub(state.reserved_micros);
+        let Some(s) = s else { continue };
         out.push(BudgetView {
-            name: b.id.clone(),
-            subject: json!({ "kind": b.subject_kind.as_str(), "name": b.subject_name }),
-            enforcement: if b.hard { "hard" } else { "soft" },
+            name: s.id,
+            subject: json!({ "kind": s.subject_kind.as_str(), "name": s.subject_name }),
+            enforcement: if s.hard { "hard" } else { "soft" },
             period: format!("{:?}", b.period),
-            limit: format_usd(b.limit_micros),
-            spent: format_usd(state.spent_micros),
-            reserved: format_usd(state.reserved_micros),
-            remaining: format_usd(remaining),
-            limit_micros: b.limit_micros,
-            spent_micros: state.spent_micros,
-            reserved_micros: state.reserved_micros,
-            remaining_micros: remaining,
-            period_start: rfc3339(k.window.start_ms),
-            period_end: rfc3339(k.window.end_ms),
-            parent: b.parent.and_then(|p| budgets.get(p)).map(|p| p.id.clone()),
-            exhausted: state.spent_micros >= b.limit_micros,
+            limit: format_usd(s.limit_micros),
+            spent: format_usd(s.spent_micros),
+            reserved: format_usd(s.reserved_micros),
+            remaining: format_usd(s.remaining_micros),
+            limit_micros: s.limit_micros,
+            spent_micros: s.spent_micros,
+            reserved_micros: s.reserved_micros,
+            remaining_micros: s.remaining_micros,
+            period_start: s.window.and_then(|w| rfc3339(w.start_ms)),
+            period_end: s.window.and_then(|w| rfc3339(w.end_ms)),
+            parent: s.parent,
+            exhausted: s.exhausted,
         });
     }
     Ok(out)

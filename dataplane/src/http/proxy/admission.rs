@@ -235,8 +235,12 @@ pub(super) fn budget_exceeded(
         ),
         resets.as_ref().map(|_| u64::try_from((window_end_ms - now_ms).max(0) / 1000 + 1).unwrap_or(1)),
     );
+    // Retrying cannot help before the reset: tell OpenAI's and Anthropic's clients (which
+    // retry 429s by default) not to.
+    error.headers.push(("x-should-retry", "false".to_owned()));
     error.headers.push(("x-tollgate-budget", budget_id.to_owned()));
     error.headers.push(("x-tollgate-budget-remaining-usd", format_usd(remaining)));
+    error.headers.push(("x-tollgate-budget-remaining-micros", remaining.to_string()));
     if let Some(t) = resets {
         error.headers.push(("x-tollgate-budget-reset", t));
     }

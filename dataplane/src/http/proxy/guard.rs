@@ -7,31 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::safety::{Finding, StreamScanner, StreamStep, Violation};
 
-/// Logs findings and counts verdicts. Never logs matched text (findings do not hold it).
-pub(super) fn report(shared: &Shared, request_id: &str, findings: &[Finding]) {
-    for f in findings {
-        let stage = match (f.category, f.stage) {
-            (crate::safety::Category::Tool, _) => SafetyStage::Tool,
-            (_, crate::safety::Stage::Input) => SafetyStage::Input,
-            (_, crate::safety::Stage::Output) => SafetyStage::Output,
-        };
-        let action = if f.audit { "audit" } else { f.action.as_str() };
-        shared.metrics.safety_verdict(stage, &f.rule, action);
-        tracing::info!(
-            request_id = %request_id,
-            policy = %f.policy,
-            rule = %f.rule,
-            action,
-            location = f.location.as_ref().map(|l| l.path.as_str()).unwrap_or(""),
-            "safety finding"
-        );
-    }
-}
-
 /// The `policy_violation` error for a blocked request or answer.
 pub(super) fn violation_error(v: &Violation) -> ApiError {
     let mut e = ApiError::invalid(v.message(), v.location.as_ref().map(|l| l.path.clone()));
     e.code = "policy_violation";
+    // Machine-readable for the SDKs (the message is for people).
+    e.headers.push(("x-tollgate-policy", v.policy.to_string()));
+    e.headers.push(("x-tollgate-rule", v.rule.to_string()));
     e
 }
 

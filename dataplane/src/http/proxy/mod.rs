@@ -316,7 +316,7 @@ async fn run(
                 }
             }
         };
-        guard::report(shared, &ctx.request_id, &verdict.findings);
+        shared.report_findings(&ctx.request_id, &verdict.findings);
         match verdict.outcome {
             crate::safety::Outcome::Allow => {}
             crate::safety::Outcome::Redact(redacted) => value = redacted,

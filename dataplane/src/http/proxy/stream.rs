@@ -85,7 +85,7 @@ pub(super) fn stream_response(
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
         if let Some(g) = &pump.guard {
-            super::guard::report(&shared, &request_id, &g.findings);
+            shared.report_findings(&request_id, &g.findings);
         }
         if let Some(at) = pump.first_content {
             shared.metrics.time_to_first_token(&model, at.saturating_duration_since(started));

@@ -433,7 +433,7 @@ async fn finish_json(
             let _s = ctx.span.safety(SafetyStage::Output).entered();
             policy.check_response(&answer, ctx.endpoint.wire())
         };
-        guard::report(shared, &ctx.request_id, &verdict.findings);
+        shared.report_findings(&ctx.request_id, &verdict.findings);
         match verdict.outcome {
             crate::safety::Outcome::Allow => {}
             crate::safety::Outcome::Redact(redacted) => {
