@@ -207,7 +207,15 @@ async fn respond(state: &AppState, req: Request) -> Result<Response, Response> {
         .find(|m| m.role == "user")
         .map(|m| m.content.own_text())
         .unwrap_or_default();
-    let reply = Reply::compose(&ex.control, &last_user, Some(max_tokens));
+    let tool_results = request
+        .messages
+        .iter()
+        .filter_map(|m| match &m.content {
+            Content::Blocks(blocks) => Some(blocks.iter().filter(|b| b.kind == "tool_result").count()),
+            Content::Text(_) => None,
+        })
+        .sum();
+    let reply = Reply::compose(&ex.control, &last_user, tool_results, Some(max_tokens));
     let input_tokens = (prompt_bytes as u64).div_ceil(4);
     let id = format!("msg_{:016x}", ex.tag.0);
     let tool_ids: Vec<String> =

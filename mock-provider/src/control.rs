@@ -31,6 +31,9 @@ pub(crate) enum FaultHeader {
 pub(crate) struct Control {
     pub(crate) reply: Option<String>,
     pub(crate) tool_calls: Option<Vec<ToolCallSpec>>,
+    /// `x-mock-tool-rounds`: make the tool calls only while the conversation holds fewer
+    /// tool results than this (an agent loop then ends with a text answer).
+    pub(crate) tool_rounds: Option<usize>,
     pub(crate) latency: Option<Duration>,
     pub(crate) ttft: Duration,
     pub(crate) chunk_gap: Duration,
@@ -50,6 +53,10 @@ impl Control {
         control.reply = text(headers, "x-mock-reply")?.map(str::to_owned);
         if let Some(raw) = text(headers, "x-mock-tool-calls")? {
             control.tool_calls = Some(parse_tool_calls(raw).map_err(|e| invalid("x-mock-tool-calls", &e))?);
+        }
+        if let Some(raw) = text(headers, "x-mock-tool-rounds")? {
+            control.tool_rounds =
+                Some(raw.trim().parse().map_err(|_| invalid("x-mock-tool-rounds", "expected an integer"))?);
         }
         control.latency = millis(headers, "x-mock-latency-ms")?;
         control.ttft = millis(headers, "x-mock-ttft-ms")?.unwrap_or_default();

@@ -213,7 +213,8 @@ async fn complete(state: &AppState, deployment: Option<String>, req: Request) ->
         .map(|m| m.texts().collect())
         .unwrap_or_default();
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    let reply = Reply::compose(&ex.control, &last_user, max_tokens);
+    let tool_results = request.messages.iter().filter(|m| m.role == "tool").count();
+    let reply = Reply::compose(&ex.control, &last_user, tool_results, max_tokens);
     let prompt_tokens = (prompt_bytes as u64).div_ceil(4);
     let usage = Usage {
         prompt_tokens,

@@ -29,12 +29,20 @@ pub(crate) struct Reply<'c> {
 }
 
 impl<'c> Reply<'c> {
-    /// The reply to a conversation whose last user message reads `last_user_text`.
+    /// The reply to a conversation whose last user message reads `last_user_text` and which
+    /// holds `tool_results` tool results.
     ///
-    /// `x-mock-tool-calls` wins over `x-mock-reply`, which wins over the default
-    /// `Mock reply to: <quote>`. Tool calls are never truncated by `max_tokens`.
-    pub(crate) fn compose(control: &'c Control, last_user_text: &str, max_tokens: Option<u64>) -> Self {
-        if let Some(calls) = control.tool_calls.as_deref() {
+    /// `x-mock-tool-calls` (while fewer than `x-mock-tool-rounds` tool results came back)
+    /// wins over `x-mock-reply`, which wins over the default `Mock reply to: <quote>`. Tool
+    /// calls are never truncated by `max_tokens`.
+    pub(crate) fn compose(
+        control: &'c Control,
+        last_user_text: &str,
+        tool_results: usize,
+        max_tokens: Option<u64>,
+    ) -> Self {
+        let calls_due = control.tool_rounds.is_none_or(|rounds| tool_results < rounds);
+        if let Some(calls) = control.tool_calls.as_deref().filter(|_| calls_due) {
             let argument_bytes: usize = calls.iter().map(|c| c.arguments.get().len()).sum();
             return Self {
                 text: String::new(),
@@ -151,24 +159,41 @@ mod tests {
     }
 
     #[test]
+    fn tool_rounds_end_the_calls_once_enough_results_came_back() {
+        let control = Control {
+            tool_calls: Some(vec![ToolCallSpec {
+                name: "f".into(),
+                arguments: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            }]),
+            tool_rounds: Some(1),
+            ..Control::default()
+        };
+        assert_eq!(Reply::compose(&control, "q", 0, None).finish, Finish::ToolCalls);
+        let after = Reply::compose(&control, "q", 1, None);
+        assert_eq!((after.finish, after.text.as_str()), (Finish::Stop, "Mock reply to: q"));
+        let unlimited = Control { tool_rounds: None, ..control };
+        assert_eq!(Reply::compose(&unlimited, "q", 5, None).finish, Finish::ToolCalls);
+    }
+
+    #[test]
     fn default_reply_quotes_200_chars() {
         let control = Control::default();
         let long = "ж".repeat(300);
-        let reply = Reply::compose(&control, &long, None);
+        let reply = Reply::compose(&control, &long, 0, None);
         assert_eq!(reply.text, format!("Mock reply to: {}", "ж".repeat(200)));
         assert_eq!(reply.finish, Finish::Stop);
-        assert_eq!(Reply::compose(&control, "", None).text, "Mock reply.");
+        assert_eq!(Reply::compose(&control, "", 0, None).text, "Mock reply.");
     }
 
     #[test]
     fn max_tokens_truncates_at_a_char_boundary() {
         let control = Control { reply: Some("ab€defghij".to_owned()), ..Control::default() };
         // 12 bytes = 3 tokens; max 1 => 4 bytes, but byte 4 is inside '€' (bytes 2..5).
-        let reply = Reply::compose(&control, "", Some(1));
+        let reply = Reply::compose(&control, "", 0, Some(1));
         assert_eq!(reply.text, "ab");
         assert_eq!(reply.completion_tokens, 1);
         assert_eq!(reply.finish, Finish::Length);
-        let untouched = Reply::compose(&control, "", Some(3));
+        let untouched = Reply::compose(&control, "", 0, Some(3));
         assert_eq!(untouched.text, "ab€defghij");
         assert_eq!(untouched.finish, Finish::Stop);
     }
