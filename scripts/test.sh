@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting-independent Rust tests (unit, integration, real
-# SQLite and PostgreSQL), then the black-box client tests (official `openai` and `anthropic`
-# Python packages, curl) against the built binaries. Installs the Python packages into
-# .venv on first run; says exactly what is missing otherwise.
+# SQLite and PostgreSQL), then the black-box tests against the built binaries (official
+# `openai`, `anthropic`, LangChain and CrewAI packages, the Python SDK, curl, kubectl
+# kustomize + kubernetes-validate for the manifests). Installs the Python packages into
+# .venv (and .venv-crewai) on first run; says exactly what is missing otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -14,6 +15,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv: apt-
 command -v curl >/dev/null || missing+=("curl: apt-get install curl")
 command -v psql >/dev/null || missing+=("psql: apt-get install postgresql-client")
 command -v redis-server >/dev/null || missing+=("redis-server (tests start their own): apt-get install redis-server")
+command -v kubectl >/dev/null || missing+=("kubectl (its built-in kustomize builds manifests/ for the manifest tests): apt-get install kubectl")
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   missing+=("Redis on 127.0.0.1:6379 (start it: redis-server --daemonize yes --save '' --appendonly no)")
 fi
@@ -35,10 +37,19 @@ if [ ! -x .venv/bin/python ] || ! cmp -s e2e/python/requirements.txt .venv/.requ
   .venv/bin/pip install -q -r e2e/python/requirements.txt
   cp e2e/python/requirements.txt .venv/.requirements
 fi
+if [ ! -x .venv-crewai/bin/python ] || ! cmp -s e2e/python/requirements-crewai.txt .venv-crewai/.requirements; then
+  echo "== installing CrewAI and its test packages into .venv-crewai"
+  python3 -m venv .venv-crewai
+  .venv-crewai/bin/pip install -q --upgrade pip
+  .venv-crewai/bin/pip install -q -r e2e/python/requirements-crewai.txt
+  cp e2e/python/requirements-crewai.txt .venv-crewai/.requirements
+fi
 
 echo "== building binaries"
-cargo build --workspace --bins
+cargo build --workspace --bins --examples
 echo "== Rust tests"
 cargo test --workspace --no-fail-fast
-echo "== client tests (openai, anthropic, curl) against the built binaries"
+echo "== client tests (openai, anthropic, langchain, SDK, curl, manifests) against the built binaries"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/python
+echo "== CrewAI tests (own environment)"
+TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv-crewai/bin/pytest -q e2e/python/test_sdk_crewai.py

@@ -129,8 +129,9 @@ class Tollgate:
     def admin(self, method: str, path: str, **kw) -> httpx.Response:
         return httpx.request(method, self.url + path, headers={"authorization": f"Bearer {self.admin_key}"}, timeout=10, **kw)
 
-    def create_key(self, principal: str = "alice", models=None, expires_in=None, role="developer") -> str:
-        body = {"principal": {"kind": "developer", "name": principal, "role": role}, "models": models or []}
+    def create_key(self, principal: str = "alice", models=None, expires_in=None, role="developer",
+                   kind="developer", team=None) -> str:
+        body = {"principal": {"kind": kind, "name": principal, "role": role, "team": team}, "models": models or []}
         if expires_in:
             body["expiresInSeconds"] = expires_in
         r = self.admin("POST", "/api/v1/keys", json=body)

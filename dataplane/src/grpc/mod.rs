@@ -76,12 +76,30 @@ fn tool_call_reply(tool: &str, arguments: &str) -> Value {
     })
 }
 
+/// Where the synthetic reply keeps the call; locations are reported relative to it
+/// (`arguments.url`, `name`).
+const CALL_PATH: &str = "choices[0].message.tool_calls[0].function.";
+
+fn relative(mut f: Finding) -> Finding {
+    if let Some(l) = &mut f.location
+        && let Some(rest) = l.path.strip_prefix(CALL_PATH)
+    {
+        l.path = rest.to_owned();
+        l.message = None;
+    }
+    f
+}
+
 /// Decides a tool call (pure). `arguments` must already be valid JSON.
 pub fn tool_verdict(policies: &PolicySet, tool: &str, arguments: &str) -> (ToolVerdict, Vec<Finding>) {
     if policies.is_empty() {
         return (ToolVerdict::Allow, Vec::new());
     }
-    let verdict = policies.check_response(&tool_call_reply(tool, arguments), Wire::OpenAi);
+    let mut verdict = policies.check_response(&tool_call_reply(tool, arguments), Wire::OpenAi);
+    verdict.findings = verdict.findings.into_iter().map(relative).collect();
+    if let Outcome::Block(v) = verdict.outcome {
+        verdict.outcome = Outcome::Block(relative(v));
+    }
     let decision = match verdict.outcome {
         Outcome::Allow => ToolVerdict::Allow,
         Outcome::Block(v) => ToolVerdict::Deny {
