@@ -15,22 +15,30 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "BudgetStatus",
     shortname = "bud",
+    category = "tollgate",
+    doc = "Money allocated to a developer, team, agent or namespace for a period, enforced by every gateway.",
     printcolumn = r#"{"name":"Subject","type":"string","jsonPath":".spec.subject.name"}"#,
     printcolumn = r#"{"name":"Spent","type":"string","jsonPath":".status.spent"}"#,
     printcolumn = r#"{"name":"Limit","type":"string","jsonPath":".spec.limit"}"#,
-    printcolumn = r#"{"name":"Period","type":"string","jsonPath":".spec.period"}"#
+    printcolumn = r#"{"name":"Period","type":"string","jsonPath":".spec.period"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BudgetSpec {
     /// Who the money is for.
     pub subject: BudgetSubject,
     /// The limit in USD as a decimal string (`"250"`, `"12.50"`); exact to one micro-USD.
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$"))]
     pub limit: String,
     /// `daily`, `weekly` (ISO weeks, from Monday), `monthly`, `total` (never resets), or a
     /// duration such as `6h`, `30m`, `2d`, `1w` (windows aligned to the Unix epoch).
+    #[schemars(length(min = 1, max = 16), regex(pattern = r"^(daily|weekly|monthly|total|[0-9]+[smhdw])$"))]
     pub period: String,
     /// IANA time zone the calendar periods follow (default `UTC`), e.g. `Europe/Berlin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
     pub time_zone: Option<String>,
     /// `hard` refuses requests that could exceed the limit; `soft` lets them through and
     /// raises an alert.
@@ -38,18 +46,22 @@ pub struct BudgetSpec {
     pub enforcement: Enforcement,
     /// Percentages of the limit at which an alert is raised, once per period each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10), inner(range(min = 1, max = 1000)))]
     pub alert_thresholds: Vec<u32>,
     /// Name of the parent Budget in the same namespace: every charge also counts against
     /// the parent and its ancestors, and a request is admitted only if all have room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub parent: Option<String>,
     /// Models the subject may use under this budget (empty: no restriction).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub allowed_models: Vec<String>,
     /// What happens when the limit is reached: `block` (429), `downgrade:<model>` (serve a
     /// cheaper model instead, said in a response header) or `suspend-agents` (block, and in
     /// Kubernetes scale the subject's agents to zero until the next period).
     #[serde(default = "default_on_exhausted")]
+    #[schemars(length(max = 270), regex(pattern = r"^(block|suspend-agents|downgrade:[^\s].*)$"))]
     pub on_exhausted: String,
 }
 
@@ -64,6 +76,7 @@ pub struct BudgetSubject {
     /// `developer`, `team`, `agent` or `namespace`.
     pub kind: SubjectKind,
     /// The developer's, team's, agent's or namespace's name.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -111,23 +124,30 @@ pub struct BudgetStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// USD spent in the current period (settled charges).
+    /// USD spent in the current period (settled charges), as a decimal string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub spent: Option<String>,
     /// USD held by requests in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub reserved: Option<String>,
     /// USD left in the current period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub remaining: Option<String>,
     /// Start of the current period (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub period_start: Option<String>,
     /// End of the current period (RFC 3339), absent for `total`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub period_end: Option<String>,
-    /// Standard conditions (`Accepted`, `BudgetExhausted`).
+    /// Standard conditions: `Accepted` (valid, parent found), `Programmed` (in the published
+    /// configuration), `Ready` (`False` with reason `BudgetExhausted` at the limit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

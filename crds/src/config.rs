@@ -173,6 +173,9 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
                 policies.push(policy.clone());
                 continue;
             }
+            // Workloads are the operator's business: they shape pods, not the routing
+            // configuration, so standalone mode accepts and ignores them.
+            Resource::Agent(_) | Resource::Sandbox(_) | Resource::DataPlane(_) => continue,
         };
         let name = token.metadata.name.clone().unwrap_or_default();
         let namespace = token.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::{API_VERSION, Budget, GROUP, IpToken};
+use crate::{API_VERSION, Agent, Budget, DataPlane, GROUP, IpToken, Sandbox};
 
 /// One Tollgate resource, of any kind.
 #[derive(Debug, Clone)]
@@ -17,16 +17,41 @@ pub enum Resource {
     Budget(Budget),
     /// A `SafetyPolicy`.
     SafetyPolicy(crate::safety::SafetyPolicy),
+    /// An `Agent` (run by the operator; standalone mode has no workloads).
+    Agent(Agent),
+    /// A `Sandbox` (run by the operator).
+    Sandbox(Sandbox),
+    /// A `DataPlane` (run by the operator; standalone mode is its own data plane).
+    DataPlane(DataPlane),
 }
 
+/// The kinds [`parse_documents`] knows, as written in `kind:`.
+pub const KINDS: [&str; 6] = ["IPToken", "Budget", "SafetyPolicy", "Agent", "Sandbox", "DataPlane"];
+
 impl Resource {
+    /// The `kind` as written in YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::IpToken(_) => "IPToken",
+            Self::Budget(_) => "Budget",
+            Self::SafetyPolicy(_) => "SafetyPolicy",
+            Self::Agent(_) => "Agent",
+            Self::Sandbox(_) => "Sandbox",
+            Self::DataPlane(_) => "DataPlane",
+        }
+    }
+
     /// `kind/name` for messages.
     pub fn display_name(&self) -> String {
-        match self {
-            Self::IpToken(t) => format!("IPToken/{}", t.metadata.name.as_deref().unwrap_or("")),
-            Self::Budget(b) => format!("Budget/{}", b.metadata.name.as_deref().unwrap_or("")),
-            Self::SafetyPolicy(p) => format!("SafetyPolicy/{}", p.metadata.name.as_deref().unwrap_or("")),
-        }
+        let name = match self {
+            Self::IpToken(r) => r.metadata.name.as_deref(),
+            Self::Budget(r) => r.metadata.name.as_deref(),
+            Self::SafetyPolicy(r) => r.metadata.name.as_deref(),
+            Self::Agent(r) => r.metadata.name.as_deref(),
+            Self::Sandbox(r) => r.metadata.name.as_deref(),
+            Self::DataPlane(r) => r.metadata.name.as_deref(),
+        };
+        format!("{}/{}", self.kind(), name.unwrap_or(""))
     }
 }
 
@@ -88,10 +113,13 @@ pub fn parse_documents(source_name: &str, text: &str) -> Result<Parsed, LoadErro
             "IPToken" => Resource::IpToken(typed(value, &err)?),
             "Budget" => Resource::Budget(typed(value, &err)?),
             "SafetyPolicy" => Resource::SafetyPolicy(typed(value, &err)?),
+            "Agent" => Resource::Agent(typed(value, &err)?),
+            "Sandbox" => Resource::Sandbox(typed(value, &err)?),
+            "DataPlane" => Resource::DataPlane(typed(value, &err)?),
             other => {
                 return Err(err(
                     "kind".to_owned(),
-                    format!("unknown kind {other:?}; known kinds: IPToken, Budget, SafetyPolicy"),
+                    format!("unknown kind {other:?}; known kinds: {}", KINDS.join(", ")),
                 ));
             }
         };
@@ -157,9 +185,53 @@ spec:
     }
 
     #[test]
+    fn loads_workload_kinds_with_defaults() {
+        let yaml = r#"
+apiVersion: tollgate.dev/v1alpha1
+kind: Agent
+metadata: {name: support-bot, namespace: ai}
+spec: {image: "example.com/bot:1"}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Sandbox
+metadata: {name: run-1, namespace: ai}
+spec: {image: "python:3.12-slim", command: [python, -c, "print(1)"]}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: DataPlane
+metadata: {name: gateway, namespace: tollgate-system}
+spec: {}
+"#;
+        let parsed = parse_documents("w.yaml", yaml).unwrap();
+        let names: Vec<String> = parsed.resources.iter().map(Resource::display_name).collect();
+        assert_eq!(names, ["Agent/support-bot", "Sandbox/run-1", "DataPlane/gateway"]);
+        let Resource::Agent(a) = &parsed.resources[0] else { panic!("not an Agent") };
+        assert_eq!((a.spec.replicas.min, a.spec.replicas.max), (1, 1));
+        assert_eq!(a.spec.data_plane_ref.gateway_url(), "http://gateway.tollgate-system.svc:8080");
+        let Resource::Sandbox(s) = &parsed.resources[1] else { panic!("not a Sandbox") };
+        assert_eq!(s.spec.runtime_class_name, "gvisor");
+        assert_eq!(s.spec.timeout_seconds, 300);
+        let Resource::DataPlane(d) = &parsed.resources[2] else { panic!("not a DataPlane") };
+        assert_eq!(d.spec.cache.type_, crate::dataplane::CacheType::Memory);
+        // Workloads compile to nothing in standalone mode, alongside the routing kinds.
+        let mut all = parse_documents("a.yaml", GOOD).unwrap().resources;
+        all.extend(parsed.resources);
+        let config = crate::compile(&all).unwrap();
+        assert_eq!(config.ip_tokens.len(), 1);
+        // A typo in a workload is caught with its path, like any other kind.
+        let e = parse_documents("w.yaml", &yaml.replace("spec: {}", "spec: {cache: {type: memcached}}"))
+            .unwrap_err();
+        assert_eq!((e.index, e.path.as_str()), (2, "spec.cache.type"));
+    }
+
+    #[test]
     fn rejects_unknown_kinds_and_versions() {
         let e = parse_documents("x", "apiVersion: tollgate.dev/v1alpha1\nkind: Nope\n").unwrap_err();
         assert_eq!(e.path, "kind");
+        assert!(
+            e.message.contains("known kinds: IPToken, Budget, SafetyPolicy, Agent, Sandbox, DataPlane"),
+            "{e}"
+        );
         let e = parse_documents("x", "apiVersion: tollgate.dev/v9\nkind: IPToken\n").unwrap_err();
         assert_eq!(e.path, "apiVersion");
         let e = parse_documents("x", "kind: IPToken\n").unwrap_err();

@@ -29,7 +29,12 @@ use crate::config::CompileError;
     namespaced,
     status = "SafetyPolicyStatus",
     shortname = "sp",
-    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#
+    category = "tollgate",
+    doc = "A safety policy: detectors and tool rules applied to the LLM traffic of its subjects.",
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SafetyPolicySpec {
@@ -60,6 +65,7 @@ pub struct PolicySelector {
     /// The subjects; a request matches when its developer, team, agent or namespace is one
     /// of them. Empty means every request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub subjects: Vec<SubjectSelector>,
 }
 
@@ -70,6 +76,7 @@ pub struct SubjectSelector {
     /// `developer`, `team`, `agent` or `namespace`.
     pub kind: SubjectKind,
     /// The subject's name; `*` matches every subject of this kind.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -113,6 +120,7 @@ impl Action {
 pub struct InputRules {
     /// Built-in detectors (`pii.email`, `secrets.*`, ...) and their actions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub detectors: Vec<DetectorRule>,
     /// Prompt-injection scoring: weighted patterns summed per request, acting at a threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +139,7 @@ pub struct InputRules {
 pub struct OutputRules {
     /// Built-in detectors (`pii.email`, `secrets.*`, ...) and their actions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub detectors: Vec<DetectorRule>,
     /// Prompt-injection scoring on the reply (for replies that other agents will read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +155,7 @@ pub struct OutputRules {
 pub struct DetectorRule {
     /// A detector id (`pii.email`, `secrets.github_token`) or a category wildcard (`pii.*`,
     /// `secrets.*`, `*` for both). Within one list an exact id overrides a wildcard.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9_.*]+$"))]
     pub id: String,
     /// `block`, `redact` or `log`.
     pub action: Action,
@@ -159,6 +169,7 @@ pub struct InjectionRule {
     /// found (see the data plane's safety README for the patterns). Default 100, which one
     /// strong pattern reaches alone.
     #[serde(default = "default_injection_threshold")]
+    #[schemars(range(min = 1, max = 100000))]
     pub threshold: u32,
     /// `block`, `redact` (the matched phrases) or `log`.
     pub action: Action,
@@ -178,9 +189,11 @@ pub struct CustomRules {
     /// Regular expressions (Rust `regex` syntax, no look-around or back-references; add
     /// `(?i)` for case-insensitive matching).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub regex: Vec<RegexRule>,
     /// Term lists, matched case-insensitively at word boundaries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub terms: Vec<TermsRule>,
 }
 
@@ -190,8 +203,10 @@ pub struct CustomRules {
 pub struct RegexRule {
     /// Rule id, reported as `custom.<id>` and used in the redaction label
     /// (`employee-id` → `[REDACTED:EMPLOYEE_ID]`). Lower-case letters, digits, `-`, `_`, `.`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$"))]
     pub id: String,
     /// The pattern. It must not match the empty string.
+    #[schemars(length(min = 1, max = 4096))]
     pub pattern: String,
     /// `block`, `redact` or `log`.
     pub action: Action,
@@ -202,8 +217,10 @@ pub struct RegexRule {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TermsRule {
     /// Rule id, reported as `custom.<id>`. Lower-case letters, digits, `-`, `_`, `.`.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$"))]
     pub id: String,
     /// The terms (words or phrases), matched case-insensitively at word boundaries.
+    #[schemars(length(min = 1, max = 10000), inner(length(min = 1, max = 256)))]
     pub terms: Vec<String>,
     /// `block`, `redact` or `log`.
     pub action: Action,
@@ -212,12 +229,17 @@ pub struct TermsRule {
 /// Size limits on a request.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.action != 'redact'", "message": "limits support block or log: there is nothing to redact"}
+]))]
 pub struct Limits {
     /// Most input tokens, estimated from the text (one token per four bytes, rounded up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_input_tokens: Option<u64>,
     /// Most messages in a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_messages: Option<u32>,
     /// Most tool definitions in a request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,13 +256,24 @@ fn default_block() -> Action {
 /// Tool rules.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.action != 'redact'", "message": "tool allow/deny lists support block or log"}
+]))]
 pub struct ToolRules {
     /// Tool-name patterns that may be used (`*` matches any run of characters, `?` one).
     /// Empty means every tool not denied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 256),
+        inner(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.:/*?-]+$"))
+    )]
     pub allow: Vec<String>,
     /// Tool-name patterns that must not be used; deny wins over allow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 256),
+        inner(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.:/*?-]+$"))
+    )]
     pub deny: Vec<String>,
     /// What a tool outside the lists does: `block` (default) or `log`. Applies to tool
     /// definitions in requests and to tool calls in replies.
@@ -248,6 +281,7 @@ pub struct ToolRules {
     pub action: Action,
     /// Rules on the arguments of the tool calls the model returns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub arguments: Vec<ArgumentRule>,
 }
 
@@ -257,14 +291,18 @@ pub struct ToolRules {
 pub struct ArgumentRule {
     /// Rule id, reported as `tools.arguments.<id>` (default: the rule's index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$"))]
     pub id: Option<String>,
     /// Tool-name pattern the rule applies to (`*` and `?` wildcards).
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.:/*?-]+$"))]
     pub tool: String,
     /// JSON pointer (RFC 6901) into the call's arguments, such as `/url` or `/options/path`;
     /// empty for the whole arguments object.
+    #[schemars(length(max = 1024), regex(pattern = r"^(/.*)?$"))]
     pub pointer: String,
     /// Regular expression matched against the value (strings as they are, other values as
     /// JSON). A match triggers the action.
+    #[schemars(length(min = 1, max = 4096))]
     pub pattern: String,
     /// `block`, `redact` (the matched part) or `log`.
     pub action: Action,
@@ -278,8 +316,9 @@ pub struct SafetyPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Standard conditions (`Ready`, with a reason and message when the policy is invalid;
-    /// the last valid version stays in force).
+    /// the last valid version stays in force; `InvalidPattern` names the bad expression).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

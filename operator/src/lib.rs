@@ -4,8 +4,11 @@
 //! configuration.
 //!
 //! Data flow: admin request → [`api::router`] (authenticated by virtual key, role-checked)
-//! → the gateway's key service and the store.
+//! → the gateway's key service and the store. In Kubernetes: a resource →
+//! [`controllers`] (pure desired-state functions) → the children the controllers apply.
 
 pub mod api;
+pub mod controllers;
+pub mod error;
 
 pub use api::{ControlPlane, router};
