@@ -16,7 +16,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p tollgate -p tollgate-operator -p tollgate-dataplane \
  && mkdir /out \
  && find target/release -maxdepth 1 -type f -perm -u+x -name 'tollgate*' -exec cp {} /out/ \; \
- && test -x /out/tollgate && test -x /out/tollgate-dataplane \
+ && test -x /out/tollgate && test -x /out/tollgate-dataplane && test -x /out/tollgate-operator \
  && ls -l /out
 
 # glibc and libgcc only, no shell, no package manager; runs as uid 65532 (`nonroot`), the

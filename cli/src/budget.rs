@@ -26,6 +26,7 @@ pub enum BudgetCommand {
     /// Every budget visible to the key.
     List,
     /// One budget, by `name` or `namespace/name`.
+    #[command(visible_alias = "show")]
     Get {
         /// The budget.
         name: String,

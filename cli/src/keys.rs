@@ -1,13 +1,8 @@
-//! `tollgate keys create|list|revoke`, against a running Tollgate's admin API.
-
-use std::time::Duration;
+//! `tollgate keys create|list|revoke|rotate`, against a running Tollgate's admin API.
 
 use anyhow::{Context, bail};
-use axum::body::Body;
-use http::{Method, Request};
-use http_body_util::BodyExt;
+use http::Method;
 use serde_json::{Value, json};
-use tollgate_dataplane::providers::UpstreamClient;
 
 /// `tollgate keys`.
 #[derive(Debug, clap::Args)]
@@ -61,6 +56,12 @@ pub enum KeysCommand {
         /// The key's id (from `tollgate keys list`).
         id: String,
     },
+    /// Replace a key: a new key (printed once) with the same principal, models, limits and
+    /// expiry; the old one is revoked.
+    Rotate {
+        /// The key's id.
+        id: String,
+    },
 }
 
 /// Parses `90s`, `30m`, `12h`, `30d`, `2w` into seconds.
@@ -92,25 +93,12 @@ pub async fn admin_call(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Value> {
-    let key = key.context("no admin key: pass --api-key or set TOLLGATE_API_KEY")?;
-    let client = UpstreamClient::new(Duration::from_secs(5), Duration::from_secs(30))?;
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let body = body.map(|b| serde_json::to_vec(&b)).transpose()?.unwrap_or_default();
-    let request = Request::builder()
-        .method(method)
-        .uri(&url)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body))?;
-    let response = client.raw(request).await.with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("no details");
-        bail!("{url}: HTTP {}: {message}", status.as_u16());
-    }
-    Ok(value)
+    let server = crate::admin::ServerArgs {
+        server: Some(base.to_owned()),
+        api_key: key.map(str::to_owned),
+        kube: false,
+    };
+    server.call(method, path, body).await
 }
 
 /// Runs a keys command.
@@ -139,7 +127,7 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                 "ID", "PREFIX", "KIND", "PRINCIPAL", "ROLE"
             );
             let now = tollgate_dataplane::now_ms();
-            for k in v.get("keys").and_then(Value::as_array).into_iter().flatten() {
+            for k in v.get("items").and_then(Value::as_array).into_iter().flatten() {
                 let s = |p: &str| k.pointer(p).and_then(Value::as_str).unwrap_or("-").to_owned();
                 let status = if k.get("revokedAtMs").is_some_and(|v| !v.is_null()) {
                     "revoked"
@@ -161,6 +149,14 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
         KeysCommand::Revoke { id } => {
             call(&args, Method::DELETE, &format!("/api/v1/keys/{id}"), None).await?;
             println!("revoked {id}");
+        }
+        KeysCommand::Rotate { id } => {
+            let v = call(&args, Method::POST, &format!("/api/v1/keys/{id}/rotate"), None).await?;
+            println!("{}", v.get("key").and_then(Value::as_str).unwrap_or_default());
+            eprintln!(
+                "key id {} replaces {id} (revoked): store the key now, it is not shown again",
+                v.pointer("/record/id").and_then(Value::as_str).unwrap_or_default()
+            );
         }
     }
     Ok(())

@@ -59,6 +59,9 @@ pub struct UpArgs {
     /// Requests served at once; beyond it 503 at once.
     #[arg(long, env = "TOLLGATE_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
+    /// Seconds between usage rollups (what `tollgate usage` and the dashboard read).
+    #[arg(long, env = "TOLLGATE_ROLLUP_SECONDS", default_value_t = 15)]
+    pub rollup_seconds: u64,
     /// Log format: `text` or `json`.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -74,10 +77,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(path) => SecretSource::from_file(path)?,
         None => SecretSource::default(),
     };
-    let config = if args.resources.is_empty() {
-        tollgate_crds::DataPlaneConfig::mock_default()
+    // Resource files are checked whole before anything starts: a half-loaded configuration
+    // is refused. Without files, the built-in mock provider is the one (read-only) file.
+    let file_resources = if args.resources.is_empty() {
+        tollgate_crds::parse_documents("built-in", tollgate_crds::config::MOCK_DEFAULT_RESOURCES)?.resources
     } else {
-        resources::load_config(&args.resources)?
+        resources::load_config(&args.resources)?;
+        resources::load(&args.resources)?
     };
 
     if let Some(path) = args.database.strip_prefix("sqlite://") {
@@ -104,20 +110,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("cannot use Redis for budget counters")?;
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
-    gateway.apply_config(config, &secrets).context("the configuration cannot be served")?;
+    let cp = ControlPlane::standalone(gateway.clone(), store.clone());
+    cp.config.set_files(file_resources);
+    cp.config.set_base_secrets(secrets.clone());
+    cp.reconfigure().await.map_err(|e| anyhow::anyhow!("the configuration cannot be served: {e}"))?;
+    cp.push_preferences().await;
     let rebuilt = gateway.rebuild_budgets(&store).await.context("cannot restore budget counters")?;
     if rebuilt > 0 {
         tracing::info!(budgets = rebuilt, "budget counters restored from the ledger");
     }
 
-    let app = gateway
-        .router()
-        .merge(tollgate_operator::router(ControlPlane { gateway: gateway.clone(), store }))
-        .route(
-            "/metrics",
-            axum::routing::get(tollgate_dataplane::observability::metrics_handler)
-                .with_state(gateway.metrics().clone()),
-        );
+    let app = gateway.router().merge(tollgate_operator::router(cp.clone())).route(
+        "/metrics",
+        axum::routing::get(tollgate_dataplane::observability::metrics_handler)
+            .with_state(gateway.metrics().clone()),
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -128,13 +135,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 
     if args.reload_seconds > 0 && !args.resources.is_empty() {
-        tokio::spawn(watch_resources(
-            gateway.clone(),
-            args.resources.clone(),
-            secrets.clone(),
-            args.reload_seconds,
-        ));
+        tokio::spawn(watch_resources(cp.clone(), args.resources.clone(), args.reload_seconds));
     }
+    tokio::spawn(tollgate_operator::scheduler::run(
+        cp.clone(),
+        tollgate_operator::scheduler::standard_jobs(
+            Duration::from_secs(args.rollup_seconds.max(1)),
+            tollgate_operator::scheduler::DEFAULT_RETENTION,
+        ),
+    ));
     let key_refresh = gateway.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -181,17 +190,21 @@ pub async fn serve_until_shutdown(
 }
 
 /// Re-reads the resources every `seconds`; applies a configuration whose hash changed.
-async fn watch_resources(gateway: Gateway, paths: Vec<PathBuf>, secrets: SecretSource, seconds: u64) {
+async fn watch_resources(cp: ControlPlane, paths: Vec<PathBuf>, seconds: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(seconds));
     let mut last_error = String::new();
     loop {
         tick.tick().await;
-        match resources::load_config(&paths) {
-            Ok(config) if config.hash == gateway.config_hash() => last_error.clear(),
-            Ok(config) => match gateway.apply_config(config, &secrets) {
-                Ok(()) => last_error.clear(),
-                Err(e) => report(&mut last_error, format!("{e}")),
-            },
+        // Files that do not load leave the previous file set (and configuration) in force.
+        let loaded = resources::load_config(&paths).and_then(|_| resources::load(&paths));
+        match loaded {
+            Ok(files) => {
+                cp.config.set_files(files);
+                match cp.reconfigure().await {
+                    Ok(()) => last_error.clear(),
+                    Err(e) => report(&mut last_error, e),
+                }
+            }
             Err(e) => report(&mut last_error, format!("{e:#}")),
         }
     }

@@ -63,6 +63,32 @@ pub struct BudgetSpec {
     #[serde(default = "default_on_exhausted")]
     #[schemars(length(max = 270), regex(pattern = r"^(block|suspend-agents|downgrade:[^\s].*)$"))]
     pub on_exhausted: String,
+    /// Who may see this budget, the budgets under it and their usage and keys (superusers):
+    /// developers by name, or every member of a team.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub owners: Vec<BudgetOwner>,
+}
+
+/// A budget owner.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BudgetOwner {
+    /// `developer` (one person) or `team` (every member).
+    pub kind: OwnerKind,
+    /// The developer's or team's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What kind of principal owns a budget.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerKind {
+    /// One developer (a superuser key with this name).
+    Developer,
+    /// Every member of the team.
+    Team,
 }
 
 fn default_on_exhausted() -> String {

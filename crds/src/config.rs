@@ -491,18 +491,9 @@ fn compile_prices(p: &ModelPrices) -> Result<PricesMicros, (&'static str, String
     Ok(PricesMicros { input_per_mtok: input, output_per_mtok: output, cached_input_per_mtok: cached })
 }
 
-impl DataPlaneConfig {
-    /// SHA-256 (hex) of everything but the hash itself.
-    pub fn content_hash(&self) -> String {
-        let body = serde_json::to_vec(&(&self.ip_tokens, &self.models, &self.budgets, &self.safety_policies))
-            .unwrap_or_default();
-        Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// The configuration `tollgate up` starts with when given no resources: the in-process
-    /// mock provider serving a chat and an embedding model.
-    pub fn mock_default() -> Self {
-        let yaml = r#"
+/// The resources `tollgate up` serves when given none: the in-process mock provider with a
+/// chat and an embedding model.
+pub const MOCK_DEFAULT_RESOURCES: &str = r#"
 apiVersion: tollgate.dev/v1alpha1
 kind: IPToken
 metadata: {name: mock}
@@ -513,7 +504,19 @@ spec:
     - name: mock-embedding-1
       kind: embedding
 "#;
-        crate::parse_documents("built-in", yaml)
+
+impl DataPlaneConfig {
+    /// SHA-256 (hex) of everything but the hash itself.
+    pub fn content_hash(&self) -> String {
+        let body = serde_json::to_vec(&(&self.ip_tokens, &self.models, &self.budgets, &self.safety_policies))
+            .unwrap_or_default();
+        Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The configuration `tollgate up` starts with when given no resources: the in-process
+    /// mock provider serving a chat and an embedding model ([`MOCK_DEFAULT_RESOURCES`]).
+    pub fn mock_default() -> Self {
+        crate::parse_documents("built-in", MOCK_DEFAULT_RESOURCES)
             .ok()
             .and_then(|p| compile(&p.resources).ok())
             .unwrap_or_default()

@@ -116,6 +116,9 @@ pub struct Shared {
     pub in_flight: InFlight,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Preferred models by principal (`kind/name`), used when a chat request names no model
+    /// or the alias `default`. Set by the control plane.
+    pub preferred_models: std::sync::RwLock<std::collections::HashMap<String, String>>,
 }
 
 impl Shared {
@@ -186,6 +189,7 @@ impl Gateway {
             rate_limiter,
             in_flight: InFlight::new(options.max_in_flight),
             metrics: Metrics::new(),
+            preferred_models: std::sync::RwLock::default(),
             options,
         };
         Ok(Self { shared: Arc::new(shared) })
@@ -194,6 +198,14 @@ impl Gateway {
     /// The HTTP routes.
     pub fn router(&self) -> axum::Router {
         http::router(Arc::clone(&self.shared))
+    }
+
+    /// Replaces the preferred models (`kind/name` → model) the request path uses for
+    /// requests naming no model or `default`.
+    pub fn set_preferred_models(&self, models: std::collections::HashMap<String, String>) {
+        if let Ok(mut m) = self.shared.preferred_models.write() {
+            *m = models;
+        }
     }
 
     /// Builds `config` and swaps it in atomically; on error the configuration in force stays.

@@ -73,6 +73,15 @@ impl SecretSource {
         Self { file }
     }
 
+    /// This source with `extra` consulted first (secrets given to the admin API).
+    pub fn layered(&self, extra: BTreeMap<String, BTreeMap<String, SecretString>>) -> Self {
+        let mut file = self.file.clone();
+        for (name, keys) in extra {
+            file.entry(name).or_default().extend(keys);
+        }
+        Self { file }
+    }
+
     /// Resolves a reference.
     pub fn resolve(&self, r: &SecretRef) -> Result<SecretString> {
         if let Some(v) = self.file.get(&r.name).and_then(|keys| keys.get(&r.key)) {

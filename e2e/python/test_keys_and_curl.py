@@ -43,8 +43,13 @@ def test_key_expiry(tollgate):
 
 
 def test_only_admins_manage_keys(tollgate, dev_key):
-    r = httpx.get(tollgate.url + "/api/v1/keys", headers={"authorization": f"Bearer {dev_key}"})
+    r = httpx.post(tollgate.url + "/api/v1/keys", headers={"authorization": f"Bearer {dev_key}"},
+                   json={"principal": {"kind": "developer", "name": "mallory", "role": "admin"}})
     assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required"
+    # Developers see their own keys only (prefixes, never the keys).
+    r = httpx.get(tollgate.url + "/api/v1/keys", headers={"authorization": f"Bearer {dev_key}"})
+    assert r.status_code == 200
+    assert {k["principal"]["name"] for k in r.json()["items"]} == {"alice"}
     r = tollgate.admin("POST", "/api/v1/keys", content=b"{bad")
     assert r.status_code == 400 and "line 1" in r.json()["error"]["message"]
     r = tollgate.admin("POST", "/api/v1/keys", json={"principal": {"kind": "wizard", "name": "x"}})
@@ -70,7 +75,7 @@ def test_usage_records_are_written(tollgate, dev_key):
     assert chat(tollgate.url, dev_key).status_code == 200
     deadline = time.monotonic() + 5
     while True:
-        rows = tollgate.admin("GET", "/api/v1/usage?limit=50").json()["usage"]
+        rows = tollgate.admin("GET", "/api/v1/usage/requests?limit=50").json()["items"]
         if any(r["principalName"] == "alice" and r["status"] == 200 and r["inputTokens"] > 0 for r in rows):
             break
         assert time.monotonic() < deadline

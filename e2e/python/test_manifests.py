@@ -377,11 +377,6 @@ def binaries():
     return names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tollgate-operator binary arrives with the controllers (issue 6, part 2); "
-    "this then passes and the marker must go",
-)
 def test_every_command_the_manifests_run_is_built():
     commands = {"tollgate-dataplane"}  # the operator's golden Deployments
     for k in KUSTOMIZATIONS:

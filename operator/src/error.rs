@@ -54,6 +54,36 @@ pub enum Error {
     /// Serialising the gateway's secrets file failed.
     #[error("cannot serialise the gateway secrets file: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    /// A call to the Kubernetes API failed (transient: the controller requeues).
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube_client::Error),
+    /// Adding or removing the Agent finalizer failed, or the cleanup it guards did.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube_runtime::finalizer::Error<Error>>),
+    /// The database (virtual keys, the usage ledger) failed.
+    #[error("database: {0}")]
+    Store(#[from] tollgate_dataplane::Error),
+    /// Budget counters (Redis) could not be read.
+    #[error("budget counters: {0}")]
+    Counters(#[from] tollgate_dataplane::cost::CostError),
+    /// Another replica holds the leader lease, or this one lost it.
+    #[error("leader election: {0}")]
+    Lease(String),
+    /// Agents need the database the gateways authenticate against, to issue their keys.
+    #[error("no database configured: agents' virtual keys cannot be issued or revoked")]
+    NoDatabase,
+    /// A background task the controllers need (a resource mirror) stopped.
+    #[error("{0} stopped")]
+    Stopped(&'static str),
+    /// The control plane's own tables (resource store, users, audit, rollups) failed.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A write that conflicts with what is stored (it exists already, or changed since).
+    #[error("{0}")]
+    Conflict(String),
+    /// A write to something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl Error {
@@ -67,7 +97,18 @@ impl Error {
             Self::MissingMetadata { .. }
             | Self::AutoscalingWithoutCpuRequest
             | Self::SecretInConfig { .. } => reason::INVALID_SPEC,
-            Self::Json(_) | Self::Yaml(_) => "InternalError",
+            Self::Json(_)
+            | Self::Yaml(_)
+            | Self::Kube(_)
+            | Self::Finalizer(_)
+            | Self::Store(_)
+            | Self::Counters(_)
+            | Self::Lease(_)
+            | Self::Stopped(_)
+            | Self::NoDatabase
+            | Self::Sql(_)
+            | Self::Conflict(_)
+            | Self::NotFound(_) => "InternalError",
         }
     }
 
@@ -81,6 +122,22 @@ impl Error {
             Self::SecretInConfig { .. } => "secret_in_config",
             Self::Json(_) => "json",
             Self::Yaml(_) => "yaml",
+            Self::Kube(kube_client::Error::Api(status)) if status.is_not_found() => "kube_not_found",
+            Self::Kube(kube_client::Error::Api(status)) if status.code == 409 => "kube_conflict",
+            Self::Kube(_) => "kube_api",
+            Self::Finalizer(e) => match e.as_ref() {
+                kube_runtime::finalizer::Error::ApplyFailed(inner)
+                | kube_runtime::finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+                _ => "finalizer",
+            },
+            Self::Store(_) => "database",
+            Self::Counters(_) => "counters",
+            Self::Lease(_) => "lease",
+            Self::Stopped(_) => "stopped",
+            Self::NoDatabase => "no_database",
+            Self::Sql(_) => "database",
+            Self::Conflict(_) => "conflict",
+            Self::NotFound(_) => "not_found",
         }
     }
 }

@@ -8,7 +8,13 @@
 //! [`controllers`] (pure desired-state functions) → the children the controllers apply.
 
 pub mod api;
+pub mod config;
 pub mod controllers;
 pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod scheduler;
+pub mod serve;
+pub mod store;
 
 pub use api::{ControlPlane, router};

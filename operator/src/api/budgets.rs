@@ -1,23 +1,19 @@
 //! `GET /api/v1/budgets[/{name}]`: spent, reserved and remaining per budget for the current
-//! period, read live from the gateway's counters. Admins see every budget; other callers see
-//! the budgets whose subject is themselves or their team.
+//! period, read live from the gateway's counters. Admins see every budget; superusers the
+//! budgets they own and those below them; everyone their own and their teams' budgets.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::json;
-use tollgate_crds::budget::SubjectKind;
-use tollgate_crds::config::BudgetConfig;
 use tollgate_crds::money::format_usd;
-use tollgate_dataplane::auth::{KeyRecord, PrincipalKind, Role};
 use tollgate_dataplane::budget::{rfc3339, status};
 use tollgate_dataplane::{ApiError, now_ms};
 
-use super::{ApiResult, ControlPlane, caller, respond};
+use super::{ApiResult, Caller, ControlPlane, respond};
 
 /// One budget's state in the current period.
 #[derive(Debug, Serialize)]
@@ -41,27 +37,14 @@ pub struct BudgetView {
     pub exhausted: bool,
 }
 
-fn visible(key: &KeyRecord, b: &BudgetConfig) -> bool {
-    let p = &key.principal;
-    if p.role == Role::Admin {
-        return true;
-    }
-    let own = match p.kind {
-        PrincipalKind::Developer => SubjectKind::Developer,
-        PrincipalKind::Team => SubjectKind::Team,
-        PrincipalKind::Agent => SubjectKind::Agent,
-    };
-    (b.subject_kind == own && b.subject_name == p.name)
-        || (b.subject_kind == SubjectKind::Team && p.team.as_deref() == Some(b.subject_name.as_str()))
-}
-
-async fn views(cp: &ControlPlane, key: &KeyRecord, only: Option<&str>) -> Result<Vec<BudgetView>, ApiError> {
+async fn views(cp: &ControlPlane, caller: &Caller, only: Option<&str>) -> Result<Vec<BudgetView>, ApiError> {
+    let visible = caller.visible_budgets(&cp.all_resources().await?);
     let shared = cp.gateway.shared();
     let runtime = shared.runtime.load_full();
     let budgets = &runtime.config.budgets;
     let now = now_ms();
     let mut out = Vec::new();
-    for (i, b) in budgets.iter().enumerate().filter(|(_, b)| visible(key, b)) {
+    for (i, b) in budgets.iter().enumerate().filter(|(_, b)| visible.contains(&b.id)) {
         if only.is_some_and(|id| id != b.id) {
             continue;
         }
@@ -92,19 +75,12 @@ async fn views(cp: &ControlPlane, key: &KeyRecord, only: Option<&str>) -> Result
     Ok(out)
 }
 
-pub async fn list(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap) -> Response {
-    respond(
-        async {
-            let key = caller(&cp, &headers).await?;
-            Ok(Json(json!({ "budgets": views(&cp, &key, None).await? })).into_response())
-        }
-        .await,
-    )
+pub async fn list(State(cp): State<Arc<ControlPlane>>, Extension(caller): Extension<Caller>) -> Response {
+    respond(async { Ok(Json(json!({ "budgets": views(&cp, &caller, None).await? })).into_response()) }.await)
 }
 
-async fn one(cp: &ControlPlane, headers: &HeaderMap, id: &str) -> ApiResult {
-    let key = caller(cp, headers).await?;
-    let found = views(cp, &key, Some(id)).await?;
+async fn one(cp: &ControlPlane, caller: &Caller, id: &str) -> ApiResult {
+    let found = views(cp, caller, Some(id)).await?;
     match found.into_iter().next() {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(ApiError::not_found("budget_not_found", format!("no budget {id:?} visible to this key"))),
@@ -113,16 +89,21 @@ async fn one(cp: &ControlPlane, headers: &HeaderMap, id: &str) -> ApiResult {
 
 pub async fn get_one(
     State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    respond(one(&cp, &headers, &format!("default/{name}")).await)
+    respond(one(&cp, &caller, &format!("default/{name}")).await)
 }
 
 pub async fn get_namespaced(
     State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
     Path((namespace, name)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    respond(one(&cp, &headers, &format!("{namespace}/{name}")).await)
+    respond(one(&cp, &caller, &format!("{namespace}/{name}")).await)
+}
+
+/// The budget views the caller may see (for `GET /api/v1/me`).
+pub(crate) async fn visible_views(cp: &ControlPlane, caller: &Caller) -> Result<Vec<BudgetView>, ApiError> {
+    views(cp, caller, None).await
 }

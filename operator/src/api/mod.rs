@@ -1,23 +1,39 @@
 //! The admin REST API under `/api/v1`. Errors use the same JSON shape as the gateway
-//! (`{"error": {"message", "type", "param", "code"}}`).
+//! (`{"error": {"message", "type", "param", "code"}}`); lists take `limit` and `cursor` and
+//! answer `{"items": [...], "nextCursor": ...}`.
+//!
+//! Data flow: request → [`access::enforce`] (key, role, per the [`ROUTES`] table) →
+//! handler (narrows to what the caller may see) → the gateway's key service, the SQL
+//! store, the resource store → for resource changes, `compile()` and the in-process
+//! gateway's `apply_config` (a change that does not compile is refused, nothing stored).
 
+pub mod access;
 mod budgets;
+mod directory;
+mod keys;
+pub mod openapi;
+mod resources;
 mod safety;
+mod usage;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use serde::Deserialize;
-use serde_json::json;
-use tollgate_dataplane::auth::{KeyRecord, Principal, PrincipalKind, Role};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tollgate_crds::Resource;
 use tollgate_dataplane::http::{parse_json, read_body};
 use tollgate_dataplane::store::Store;
 use tollgate_dataplane::{ApiError, ApiFormat, Gateway, now_ms};
+
+pub use access::{Access, Caller, RouteSpec};
+
+use crate::config::ConfigSource;
+use crate::store::ResourceStore;
+use crate::store::sql::SqlStore;
 
 /// What the admin API works on.
 #[derive(Debug, Clone)]
@@ -26,23 +42,138 @@ pub struct ControlPlane {
     pub gateway: Gateway,
     /// The database.
     pub store: Store,
+    /// The control plane's tables in it.
+    pub sql: SqlStore,
+    /// Where resources written through the API live.
+    pub resources: Arc<dyn ResourceStore>,
+    /// Resource files and base secrets (standalone).
+    pub config: Arc<ConfigSource>,
+}
+
+impl ControlPlane {
+    /// A standalone control plane: resources in the database next to the ledger.
+    pub fn standalone(gateway: Gateway, store: Store) -> Self {
+        let sql = SqlStore::new(store.clone());
+        Self {
+            gateway,
+            store,
+            resources: Arc::new(sql.clone()),
+            sql,
+            config: Arc::new(ConfigSource::default()),
+        }
+    }
+
+    /// This control plane with resources kept elsewhere (in Kubernetes: the custom
+    /// resources, [`crate::store::kube::KubeStore`]).
+    #[must_use]
+    pub fn with_resources(mut self, resources: Arc<dyn ResourceStore>) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    /// Every resource in force (files and API).
+    pub async fn all_resources(&self) -> Result<Vec<Resource>, ApiError> {
+        self.config.all(self.resources.as_ref()).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the stored resources");
+            ApiError::unavailable("storage_unavailable", "the resource store is unavailable; retry shortly")
+        })
+    }
+
+    /// Hands every preferred model to the in-process gateway.
+    pub async fn push_preferences(&self) {
+        match self.sql.preferred_models().await {
+            Ok(m) => self.gateway.set_preferred_models(m),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read preferences; the gateway keeps the previous ones")
+            }
+        }
+    }
+
+    /// Compiles every resource in force and applies it to the in-process gateway. On error
+    /// the configuration in force stays and the error says why.
+    pub async fn reconfigure(&self) -> Result<(), String> {
+        let all = self.config.all(self.resources.as_ref()).await?;
+        let config = crate::config::check(&all)?;
+        if config.hash == self.gateway.config_hash() {
+            return Ok(());
+        }
+        let stored = self.sql.secrets().await.map_err(|e| e.to_string())?;
+        let secrets = self.config.base_secrets().layered(stored);
+        self.gateway.apply_config(config, &secrets).map_err(|e| e.to_string())
+    }
 }
 
 /// Largest admin request body.
-const MAX_BODY: usize = 64 << 10;
+pub const MAX_BODY: usize = 256 << 10;
+
+/// Declares every endpoint once: the [`ROUTES`] table (access rules, OpenAPI) and the
+/// router are both generated from it.
+macro_rules! api {
+    ($( $method:ident $path:literal => $handler:path, $access:ident, $tag:literal, $summary:literal; )*) => {
+        /// Every endpoint of the admin API with who may call it.
+        pub const ROUTES: &[RouteSpec] = &[
+            $( RouteSpec {
+                method: api!(@upper $method),
+                path: $path,
+                access: Access::$access,
+                summary: $summary,
+                tag: $tag,
+            }, )*
+        ];
+
+        fn routes() -> Router<Arc<ControlPlane>> {
+            let mut r = Router::new();
+            $( r = r.route($path, axum::routing::$method($handler)); )*
+            r
+        }
+    };
+    (@upper get) => { "GET" };
+    (@upper post) => { "POST" };
+    (@upper put) => { "PUT" };
+    (@upper delete) => { "DELETE" };
+}
+
+api! {
+    get "/api/v1/openapi.json" => openapi::serve, Public, "meta", "This API's OpenAPI 3 document";
+    get "/api/v1/whoami" => keys::whoami, Any, "me", "The caller's principal and key";
+    get "/api/v1/me" => directory::me, Any, "me", "The caller: role, teams, preferences, budgets and this month's usage";
+    put "/api/v1/me/preferences" => directory::put_preferences, Any, "me", "Set the caller's preferred model and provider";
+    get "/api/v1/keys" => keys::list, Any, "keys", "Virtual keys (prefix only): all for admins, those under owned budgets for superusers, own for developers";
+    post "/api/v1/keys" => keys::create, Admin, "keys", "Issue a virtual key (shown once)";
+    delete "/api/v1/keys/{id}" => keys::revoke, Admin, "keys", "Revoke a key (refused at once)";
+    post "/api/v1/keys/{id}/rotate" => keys::rotate, Admin, "keys", "Issue a replacement key (shown once) and revoke the old one";
+    get "/api/v1/budgets" => budgets::list, Any, "budgets", "Budget state in the current period, as far as the caller may see";
+    get "/api/v1/budgets/{name}" => budgets::get_one, Any, "budgets", "One budget in namespace default";
+    get "/api/v1/budgets/{namespace}/{name}" => budgets::get_namespaced, Any, "budgets", "One budget";
+    get "/api/v1/usage" => usage::summary, Any, "usage", "Usage totals from the rollups, grouped and filtered";
+    get "/api/v1/usage/requests" => usage::requests, Any, "usage", "The request log (metadata only), newest first";
+    post "/api/v1/safety/check" => safety::check, Any, "safety", "A safety policy's verdict on a text";
+    get "/api/v1/resources" => resources::list_all, Admin, "resources", "Every resource (files and API)";
+    get "/api/v1/resources/{kind}" => resources::list, Admin, "resources", "Resources of one kind";
+    post "/api/v1/resources/{kind}" => resources::create, Admin, "resources", "Create a resource (validated like the CRD)";
+    get "/api/v1/resources/{kind}/{namespace}/{name}" => resources::get, Admin, "resources", "One resource";
+    put "/api/v1/resources/{kind}/{namespace}/{name}" => resources::put, Admin, "resources", "Create or replace a resource (If-Match: generation)";
+    delete "/api/v1/resources/{kind}/{namespace}/{name}" => resources::delete, Admin, "resources", "Delete a resource";
+    put "/api/v1/resources/{kind}/{namespace}/{name}/key" => resources::put_key, Admin, "resources", "Set an IPToken's provider key (write-only)";
+    get "/api/v1/users" => directory::users, Admin, "directory", "Users and their teams";
+    post "/api/v1/users" => directory::put_user, Admin, "directory", "Create or update a user";
+    delete "/api/v1/users/{name}" => directory::delete_user, Admin, "directory", "Delete a user";
+    get "/api/v1/teams" => directory::teams, Admin, "directory", "Teams and their members";
+    post "/api/v1/teams" => directory::create_team, Admin, "directory", "Create a team";
+    delete "/api/v1/teams/{name}" => directory::delete_team, Admin, "directory", "Delete a team";
+    put "/api/v1/teams/{name}/members/{user}" => directory::add_member, Admin, "directory", "Add a member";
+    delete "/api/v1/teams/{name}/members/{user}" => directory::remove_member, Admin, "directory", "Remove a member";
+    get "/api/v1/audit" => directory::audit, Admin, "audit", "Who changed what, when, before and after (secrets masked)";
+    get "/api/v1/scheduler/jobs" => directory::jobs, Admin, "scheduler", "Each job's last run, next run and last error";
+    post "/api/v1/scheduler/jobs/{name}/run" => directory::run_job, Admin, "scheduler", "Run a job now (rollups before reading usage, say)";
+}
 
 /// Routes under `/api/v1`.
 pub fn router(cp: ControlPlane) -> Router {
-    Router::new()
-        .route("/api/v1/whoami", get(whoami))
-        .route("/api/v1/keys", get(list_keys).post(create_key))
-        .route("/api/v1/keys/{id}", delete(revoke_key))
-        .route("/api/v1/usage", get(recent_usage))
-        .route("/api/v1/safety/check", axum::routing::post(safety::check))
-        .route("/api/v1/budgets", get(budgets::list))
-        .route("/api/v1/budgets/{name}", get(budgets::get_one))
-        .route("/api/v1/budgets/{namespace}/{name}", get(budgets::get_namespaced))
-        .with_state(Arc::new(cp))
+    let cp = Arc::new(cp);
+    routes()
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&cp), access::enforce))
+        .with_state(cp)
 }
 
 pub(crate) type ApiResult = Result<Response, ApiError>;
@@ -51,179 +182,175 @@ pub(crate) fn respond(result: ApiResult) -> Response {
     result.unwrap_or_else(|e| e.into_response(ApiFormat::OpenAi))
 }
 
-pub(crate) async fn caller(cp: &ControlPlane, headers: &HeaderMap) -> Result<Arc<KeyRecord>, ApiError> {
-    cp.gateway.keys().authenticate(headers, now_ms()).await
-}
-
-async fn admin(cp: &ControlPlane, headers: &HeaderMap) -> Result<Arc<KeyRecord>, ApiError> {
-    let key = caller(cp, headers).await?;
-    if key.principal.role != Role::Admin {
-        return Err(ApiError::forbidden("admin_required", "this action needs the admin role"));
-    }
-    Ok(key)
-}
-
-fn internal(e: &tollgate_dataplane::Error) -> ApiError {
+/// The storage error every handler answers when the database fails.
+pub(crate) fn storage(e: &dyn std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "admin API storage error");
     ApiError::unavailable("storage_unavailable", "the database is unavailable; retry shortly")
 }
 
-async fn whoami(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap) -> Response {
-    respond(
-        async {
-            let key = caller(&cp, &headers).await?;
-            Ok(axum::Json(
-                json!({ "principal": key.principal, "keyId": key.id, "allowedModels": key.allowed_models }),
-            )
-            .into_response())
+/// Maps the operator's errors to API errors.
+pub(crate) fn api_error(e: crate::error::Error) -> ApiError {
+    match e {
+        crate::error::Error::Conflict(m) => {
+            let mut e = ApiError::invalid(m, None);
+            e.status = http::StatusCode::CONFLICT;
+            e.code = "conflict";
+            e
         }
-        .await,
-    )
+        crate::error::Error::NotFound(m) => ApiError::not_found("not_found", m),
+        other => storage(&other),
+    }
 }
 
-async fn list_keys(State(cp): State<Arc<ControlPlane>>, headers: HeaderMap) -> Response {
-    respond(
-        async {
-            admin(&cp, &headers).await?;
-            let keys = cp.gateway.keys().list().await.map_err(|e| internal(&e))?;
-            Ok(axum::Json(json!({ "keys": keys })).into_response())
-        }
-        .await,
-    )
-}
-
-/// `POST /api/v1/keys`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateKey {
-    /// A label.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Who the key authenticates as.
-    pub principal: NewPrincipal,
-    /// Models it may use (empty or absent: all).
-    #[serde(default)]
-    pub models: Vec<String>,
-    /// Lifetime in seconds from now.
-    #[serde(default)]
-    pub expires_in_seconds: Option<u64>,
-    /// Requests per minute the key may make.
-    #[serde(default)]
-    pub rpm: Option<u64>,
-    /// Tokens per minute the key may use.
-    #[serde(default)]
-    pub tpm: Option<u64>,
-}
-
-/// The principal of a new key.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NewPrincipal {
-    /// developer, team or agent.
-    pub kind: PrincipalKind,
-    /// Its name.
-    pub name: String,
-    /// admin, superuser or developer (default developer).
-    #[serde(default)]
-    pub role: Option<Role>,
-    /// The team it belongs to.
-    #[serde(default)]
-    pub team: Option<String>,
-}
-
-async fn create_key(State(cp): State<Arc<ControlPlane>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    respond(create_key_inner(&cp, &parts.headers, body).await)
-}
-
-async fn create_key_inner(cp: &ControlPlane, headers: &HeaderMap, body: Body) -> ApiResult {
-    admin(cp, headers).await?;
+/// Reads and deserialises a JSON body; errors name the field.
+pub(crate) async fn body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ApiError> {
     let bytes = read_body(headers, body, MAX_BODY).await?;
     let value = parse_json(&bytes)?;
-    let req: CreateKey = serde_path_to_error::deserialize(value).map_err(|e| {
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         ApiError::invalid(e.into_inner().to_string(), Some(path))
-    })?;
-    let name_ok = |s: &str| !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
-    if !name_ok(&req.principal.name) {
-        return Err(ApiError::invalid(
-            "principal.name must be 1-128 printable characters",
-            Some("principal.name".into()),
-        ));
+    })
+}
+
+/// A name for users, teams and resources: 1-253 characters of `[a-z0-9.-_]`, starting and
+/// ending alphanumeric (DNS-subdomain-like, as Kubernetes names are).
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// `limit` and `cursor` of a list request.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct Page {
+    /// Items per page (1-500, default 100).
+    pub limit: Option<usize>,
+    /// Where the previous page ended (`nextCursor` of the previous answer).
+    pub cursor: Option<String>,
+}
+
+/// Cuts one page out of `items`, sorted by `key`: those after `cursor`, at most `limit`.
+pub fn paginate<T>(items: Vec<T>, page: &Page, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let limit = page.limit.unwrap_or(100).clamp(1, 500);
+    let mut keyed: Vec<(String, T)> = items.into_iter().map(|t| (key(&t), t)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let start = page.cursor.as_ref().map_or(0, |c| keyed.partition_point(|(k, _)| k <= c));
+    let rest: Vec<(String, T)> = keyed.into_iter().skip(start).collect();
+    let next = (rest.len() > limit).then(|| rest[limit - 1].0.clone());
+    (rest.into_iter().take(limit).map(|(_, t)| t).collect(), next)
+}
+
+/// A page as JSON.
+pub(crate) fn page_json<T: serde::Serialize>(items: &[T], next: Option<String>) -> Value {
+    json!({ "items": items, "nextCursor": next })
+}
+
+/// A query string parsed into `T`; a bad one is a 400 naming the parameter.
+pub(crate) fn query<T: DeserializeOwned>(uri: &http::Uri) -> Result<T, ApiError> {
+    let q = uri.query().unwrap_or("");
+    serde_urlencoded_lite(q)
+        .and_then(|v| {
+            serde_path_to_error::deserialize(v)
+                .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
+        })
+        .map_err(|(param, message)| {
+            ApiError::invalid(format!("query parameter {param}: {message}"), Some(param))
+        })
+}
+
+/// `a=1&b=x` as a JSON object of strings (numbers are parsed by the target type through
+/// `serde_json`'s string-to-number leniency below).
+fn serde_urlencoded_lite(q: &str) -> Result<Value, (String, String)> {
+    let mut map = serde_json::Map::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| (k.to_owned(), "is not valid percent-encoded UTF-8".to_owned()))
+        };
+        let (k, v) = (decode(k)?, decode(v)?);
+        // Numbers stay numbers so `limit=10` fills a `usize`.
+        let value = v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v));
+        map.insert(k, value);
     }
-    let now = now_ms();
-    let expires_at_ms = match req.expires_in_seconds {
-        Some(0) => {
-            return Err(ApiError::invalid(
-                "expiresInSeconds must be positive",
-                Some("expiresInSeconds".into()),
-            ));
-        }
-        Some(s) => Some(
-            i64::try_from(s)
-                .ok()
-                .and_then(|s| s.checked_mul(1000))
-                .and_then(|ms| now.checked_add(ms))
-                .ok_or_else(|| {
-                    ApiError::invalid("expiresInSeconds is too large", Some("expiresInSeconds".into()))
-                })?,
-        ),
-        None => None,
-    };
-    let principal = Principal {
-        kind: req.principal.kind,
-        name: req.principal.name.trim().to_owned(),
-        role: req.principal.role.unwrap_or(Role::Developer),
-        team: req.principal.team,
-    };
-    let name = req.name.unwrap_or_else(|| principal.name.clone());
-    let key = cp
-        .gateway
-        .keys()
-        .create_limited(name, principal, req.models, expires_at_ms, (req.rpm, req.tpm), now)
-        .await
-        .map_err(|e| internal(&e))?;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "key": key.secret, "record": key.record }))).into_response())
+    Ok(Value::Object(map))
 }
 
-async fn revoke_key(
-    State(cp): State<Arc<ControlPlane>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            admin(&cp, &headers).await?;
-            let existed = cp.gateway.keys().revoke(&id, now_ms()).await.map_err(|e| internal(&e))?;
-            if !existed {
-                return Err(ApiError::not_found("key_not_found", "no key with that id"));
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
             }
-            Ok(axum::Json(json!({ "revoked": id })).into_response())
+            b => out.push(b),
         }
-        .await,
-    )
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
-/// `GET /api/v1/usage?limit=N`.
-#[derive(Debug, Deserialize)]
-pub struct UsageQuery {
-    /// How many records, newest first (default 100, at most 1000).
-    pub limit: Option<i64>,
+/// Records an audit entry; a failure to record is logged, never hides the change.
+pub(crate) async fn audit(
+    cp: &ControlPlane,
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) {
+    if let Err(e) = cp.sql.audit(&caller.actor(), action, target, before, after, now_ms()).await {
+        tracing::error!(error = %e, action, target, "cannot write the audit log");
+    }
 }
 
-async fn recent_usage(
-    State(cp): State<Arc<ControlPlane>>,
-    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    respond(
-        async {
-            admin(&cp, &headers).await?;
-            let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text(), Some("limit".into())))?;
-            let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-            let rows = cp.store.recent_usage(limit).await.map_err(|e| internal(&e))?;
-            Ok(axum::Json(json!({ "usage": rows })).into_response())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_the_cursor() {
+        let items: Vec<u32> = (0..7).collect();
+        let page = Page { limit: Some(3), cursor: None };
+        let (a, next) = paginate(items.clone(), &page, |i| format!("{i:03}"));
+        assert_eq!((a, next.as_deref()), (vec![0, 1, 2], Some("002")));
+        let (b, next) =
+            paginate(items.clone(), &Page { limit: Some(3), cursor: next }, |i| format!("{i:03}"));
+        assert_eq!((b, next.as_deref()), (vec![3, 4, 5], Some("005")));
+        let (c, next) = paginate(items, &Page { limit: Some(3), cursor: next }, |i| format!("{i:03}"));
+        assert_eq!((c, next), (vec![6], None));
+    }
+
+    #[test]
+    fn names_are_kubernetes_like() {
+        for ok in ["alice", "team-a", "a.b_c", "x1"] {
+            assert!(valid_name(ok), "{ok}");
         }
-        .await,
-    )
+        for bad in ["", "-a", "a-", "Alice", "a b", "a/b", &"a".repeat(254)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_strings_decode() {
+        let v = serde_urlencoded_lite("by=model&limit=10&principal=developer%2Falice&x=a+b").unwrap();
+        assert_eq!(v, json!({"by": "model", "limit": 10, "principal": "developer/alice", "x": "a b"}));
+        assert!(serde_urlencoded_lite("a=%ZZ").is_err());
+    }
+
+    #[test]
+    fn every_route_is_unique_and_versioned() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in ROUTES {
+            assert!(r.path.starts_with("/api/v1/"), "{}", r.path);
+            assert!(seen.insert((r.method, r.path)), "duplicate {} {}", r.method, r.path);
+        }
+    }
 }

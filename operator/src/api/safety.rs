@@ -12,10 +12,10 @@ use tollgate_dataplane::http::{parse_json, read_body};
 use tollgate_dataplane::safety::{Outcome, Stage};
 use tollgate_dataplane::{ApiError, ApiFormat};
 
-use super::{ControlPlane, caller};
+use super::ControlPlane;
 
 /// The request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// `namespace/name`, or a name in `default`.
@@ -30,7 +30,6 @@ pub struct CheckRequest {
 pub async fn check(State(cp): State<Arc<ControlPlane>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let result = async {
-        caller(&cp, &parts.headers).await?;
         let bytes = read_body(&parts.headers, body, 1 << 20).await?;
         let req: CheckRequest = serde_path_to_error::deserialize(parse_json(&bytes)?).map_err(|e| {
             let path = e.path().to_string();

@@ -61,6 +61,23 @@ impl ProviderKeys {
         Ok(short_hash(self.to_yaml()?.as_bytes()))
     }
 
+    /// The keys as the gateway library reads them, for a gateway running in this process
+    /// (the test of configuration propagation; the control plane's own admin API).
+    pub fn secret_source(&self) -> tollgate_dataplane::secrets::SecretSource {
+        let file = self
+            .0
+            .iter()
+            .map(|(name, keys)| {
+                let keys = keys
+                    .iter()
+                    .map(|(k, v)| (k.clone(), tollgate_dataplane::secrets::SecretString::new(v.clone())))
+                    .collect();
+                (name.clone(), keys)
+            })
+            .collect();
+        tollgate_dataplane::secrets::SecretSource::from_map(file)
+    }
+
     fn values(&self) -> impl Iterator<Item = (&str, &str, &str)> {
         self.0
             .iter()

@@ -10,13 +10,20 @@
 //! - [`agent`]: `Agent` → ServiceAccount, virtual-key Secret, Deployment, HPA, NetworkPolicy.
 //! - [`sandbox`]: `Sandbox` → Pod and NetworkPolicy; the sandbox's status from its pod.
 //!
+//! - [`configuration`]: every IPToken, Budget and SafetyPolicy → one `DataPlaneConfig`,
+//!   what each resource's status says about it, and a budget's figures.
+//! - [`reconcilers`]: the kube-runtime controllers that read inputs, call the functions
+//!   above and apply the result.
+//!
 //! Every child carries a controller owner reference (so Kubernetes garbage-collects it with
 //! its owner) and the `app.kubernetes.io/*` labels; every pod meets the restricted Pod
 //! Security Standard.
 
 pub mod agent;
+pub mod configuration;
 pub mod dataplane;
 pub mod gateway_config;
+pub mod reconcilers;
 pub mod sandbox;
 
 use std::collections::BTreeMap;

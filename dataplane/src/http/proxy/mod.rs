@@ -289,6 +289,9 @@ async fn run(
     }
     let bytes = read_body(headers, body, shared.options.max_body_bytes).await?;
     let mut value = parse_json(&bytes)?;
+    if ctx.endpoint != Endpoint::Embeddings {
+        apply_preferred_model(shared, &key.principal, &mut value)?;
+    }
     let (model, stream, include_usage) = match ctx.endpoint {
         Endpoint::ChatCompletions => {
             let i = validate::chat_completions(&value)?;
@@ -416,6 +419,42 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// The alias for "my preferred model".
+pub const DEFAULT_MODEL_ALIAS: &str = "default";
+
+/// A chat request naming no model or `default` gets the caller's preferred model (set with
+/// `PUT /api/v1/me/preferences`); `default` without a preference is a clear 400.
+fn apply_preferred_model(
+    shared: &Shared,
+    principal: &crate::auth::Principal,
+    value: &mut Value,
+) -> Result<(), ApiError> {
+    let named = value.get("model");
+    let wants_default = match named {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => s == DEFAULT_MODEL_ALIAS,
+        Some(_) => return Ok(()),
+    };
+    let absent = matches!(named, None | Some(Value::Null));
+    if !wants_default && !absent {
+        return Ok(());
+    }
+    let key = format!("{}/{}", principal.kind.as_str(), principal.name);
+    let preferred = shared.preferred_models.read().ok().and_then(|m| m.get(&key).cloned());
+    match preferred {
+        Some(model) => {
+            set_model(value, &model);
+            Ok(())
+        }
+        None if wants_default => Err(ApiError::invalid(
+            "model `default` means your preferred model, and none is set: set one with PUT /api/v1/me/preferences",
+            Some("model".into()),
+        )),
+        // No model and no preference: validation says `model` is required.
+        None => Ok(()),
     }
 }
 

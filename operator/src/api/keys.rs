@@ -1,0 +1,207 @@
+//! Virtual keys: issue (shown once), list (prefix only), revoke, rotate.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tollgate_dataplane::auth::{KeyRecord, Principal, PrincipalKind, Role};
+use tollgate_dataplane::{ApiError, now_ms};
+
+use super::{
+    ApiResult, Caller, ControlPlane, Page, audit, body, page_json, paginate, query, respond, storage,
+};
+
+/// `POST /api/v1/keys`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    /// A label.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who the key authenticates as.
+    pub principal: NewPrincipal,
+    /// Models it may use (empty or absent: all).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Lifetime in seconds from now.
+    #[serde(default)]
+    pub expires_in_seconds: Option<u64>,
+    /// Requests per minute the key may make.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute the key may use.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+}
+
+/// The principal of a new key.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewPrincipal {
+    /// developer, team or agent.
+    #[schemars(with = "String")]
+    pub kind: PrincipalKind,
+    /// Its name.
+    pub name: String,
+    /// admin, superuser or developer (default developer).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub role: Option<Role>,
+    /// The team it belongs to.
+    #[serde(default)]
+    pub team: Option<String>,
+}
+
+pub async fn whoami(Extension(caller): Extension<Caller>) -> Response {
+    let key = &caller.key;
+    axum::Json(json!({
+        "principal": key.principal,
+        "keyId": key.id,
+        "allowedModels": key.allowed_models,
+        "teams": caller.teams,
+    }))
+    .into_response()
+}
+
+pub async fn list(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Response {
+    respond(
+        async {
+            let page: Page = query(&uri)?;
+            let keys = cp.gateway.keys().list().await.map_err(|e| storage(&e))?;
+            let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+            let visible: Vec<KeyRecord> = keys
+                .into_iter()
+                .filter(|k| {
+                    let p = &k.principal;
+                    caller.may_see_principal(&resources, p.kind.as_str(), &p.name, p.team.as_deref())
+                })
+                .collect();
+            let (items, next) = paginate(visible, &page, |k| format!("{:020}/{}", k.created_at_ms, k.id));
+            Ok(axum::Json(page_json(&items, next)).into_response())
+        }
+        .await,
+    )
+}
+
+fn expiry(seconds: Option<u64>, now: i64) -> Result<Option<i64>, ApiError> {
+    match seconds {
+        Some(0) => {
+            Err(ApiError::invalid("expiresInSeconds must be positive", Some("expiresInSeconds".into())))
+        }
+        Some(s) => i64::try_from(s)
+            .ok()
+            .and_then(|s| s.checked_mul(1000))
+            .and_then(|ms| now.checked_add(ms))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid("expiresInSeconds is too large", Some("expiresInSeconds".into()))
+            }),
+        None => Ok(None),
+    }
+}
+
+pub async fn create(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Response {
+    let (parts, b) = request.into_parts();
+    respond(
+        async {
+            let req: CreateKey = body(&parts.headers, b).await?;
+            let name_ok =
+                |s: &str| !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
+            if !name_ok(&req.principal.name) {
+                return Err(ApiError::invalid(
+                    "principal.name must be 1-128 printable characters",
+                    Some("principal.name".into()),
+                ));
+            }
+            let now = now_ms();
+            let expires_at_ms = expiry(req.expires_in_seconds, now)?;
+            let principal = Principal {
+                kind: req.principal.kind,
+                name: req.principal.name.trim().to_owned(),
+                role: req.principal.role.unwrap_or(Role::Developer),
+                team: req.principal.team,
+            };
+            let name = req.name.unwrap_or_else(|| principal.name.clone());
+            let key = cp
+                .gateway
+                .keys()
+                .create_limited(name, principal, req.models, expires_at_ms, (req.rpm, req.tpm), now)
+                .await
+                .map_err(|e| storage(&e))?;
+            let record = serde_json::to_value(&key.record).unwrap_or_default();
+            audit(&cp, &caller, "issue-key", &format!("key {}", key.record.id), None, Some(&record)).await;
+            Ok((StatusCode::CREATED, axum::Json(json!({ "key": key.secret, "record": key.record })))
+                .into_response())
+        }
+        .await,
+    )
+}
+
+pub async fn revoke(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(
+        async {
+            let existed = cp.gateway.keys().revoke(&id, now_ms()).await.map_err(|e| storage(&e))?;
+            if !existed {
+                return Err(ApiError::not_found("key_not_found", "no key with that id"));
+            }
+            audit(&cp, &caller, "revoke-key", &format!("key {id}"), None, None).await;
+            Ok(axum::Json(json!({ "revoked": id })).into_response())
+        }
+        .await,
+    )
+}
+
+pub async fn rotate(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    respond(rotate_inner(&cp, &caller, &id).await)
+}
+
+async fn rotate_inner(cp: &ControlPlane, caller: &Caller, id: &str) -> ApiResult {
+    let keys = cp.gateway.keys();
+    let now = now_ms();
+    let old = keys
+        .list()
+        .await
+        .map_err(|e| storage(&e))?
+        .into_iter()
+        .find(|k| k.id == id && k.revoked_at_ms.is_none())
+        .ok_or_else(|| ApiError::not_found("key_not_found", "no active key with that id"))?;
+    // The replacement keeps everything but the secret; issued before the old one is
+    // revoked so the holder is never without a working key.
+    let new = keys
+        .create_limited(
+            old.name.clone(),
+            old.principal.clone(),
+            old.allowed_models.clone(),
+            old.expires_at_ms,
+            (old.rpm, old.tpm),
+            now,
+        )
+        .await
+        .map_err(|e| storage(&e))?;
+    keys.revoke(id, now).await.map_err(|e| storage(&e))?;
+    let record = serde_json::to_value(&new.record).unwrap_or_default();
+    audit(cp, caller, "rotate-key", &format!("key {id} -> {}", new.record.id), None, Some(&record)).await;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "key": new.secret, "record": new.record, "revoked": id })))
+        .into_response())
+}

@@ -1,0 +1,188 @@
+//! The OpenAPI 3 document of the admin API, generated from the code: paths, methods,
+//! summaries and access rules from [`super::ROUTES`] (the same table the router is built
+//! from), request schemas from the request types and the CRD types via schemars. Committed
+//! as `operator/openapi.json`; a test fails when it is stale (`TOLLGATE_UPDATE_GENERATED=1`
+//! rewrites it).
+//!
+//! NB: schemars (already used for the CRDs) rather than utoipa: one schema source for the
+//! CRDs and the API, and no second derive on every type.
+
+use std::sync::OnceLock;
+
+use axum::response::{IntoResponse, Response};
+use schemars::generate::SchemaSettings;
+use serde_json::{Map, Value, json};
+
+use super::{Access, ROUTES};
+
+/// The document.
+pub fn document() -> Value {
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let mut bodies: Map<String, Value> = Map::new();
+    let mut body = |name: &str, schema: schemars::Schema| {
+        bodies.insert(name.to_owned(), schema.to_value());
+    };
+    body("CreateKey", generator.subschema_for::<super::keys::CreateKey>());
+    body("NewUser", generator.subschema_for::<super::directory::NewUser>());
+    body("NewTeam", generator.subschema_for::<super::directory::NewTeam>());
+    body("ProviderKey", generator.subschema_for::<super::resources::ProviderKey>());
+    body("Preferences", generator.subschema_for::<crate::store::sql::Preferences>());
+    body("SafetyCheck", generator.subschema_for::<super::safety::CheckRequest>());
+    body("IPToken", generator.subschema_for::<tollgate_crds::IpToken>());
+    body("Budget", generator.subschema_for::<tollgate_crds::Budget>());
+    body("SafetyPolicy", generator.subschema_for::<tollgate_crds::safety::SafetyPolicy>());
+    body("Agent", generator.subschema_for::<tollgate_crds::Agent>());
+    body("Sandbox", generator.subschema_for::<tollgate_crds::Sandbox>());
+    body("DataPlane", generator.subschema_for::<tollgate_crds::DataPlane>());
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": "string", "nullable": true},
+                    "code": {"type": "string", "nullable": true}
+                }
+            }}
+        }),
+    );
+    schemas.insert(
+        "Page".into(),
+        json!({
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {"type": "array", "items": {}},
+                "nextCursor": {"type": "string", "nullable": true, "description": "Pass as `cursor` for the next page"}
+            }
+        }),
+    );
+
+    let mut paths: Map<String, Value> = Map::new();
+    for r in ROUTES {
+        let mut op = Map::new();
+        op.insert("summary".into(), json!(r.summary));
+        op.insert("tags".into(), json!([r.tag]));
+        op.insert(
+            "operationId".into(),
+            json!(format!("{}{}", r.method.to_ascii_lowercase(), r.path.replace(['/', '{', '}', '.'], "_"))),
+        );
+        let mut params: Vec<Value> = path_params(r.path)
+            .into_iter()
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        if r.method == "GET" && is_list(r.path) {
+            params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}));
+            params.push(json!({"name": "cursor", "in": "query", "schema": {"type": "string"}}));
+        }
+        if !params.is_empty() {
+            op.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(schema) = request_body(r.method, r.path, &bodies) {
+            op.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+            );
+        }
+        let mut responses = Map::new();
+        let ok = if r.method == "POST" && !r.path.ends_with("/check") { "201" } else { "200" };
+        responses.insert(
+            ok.into(),
+            json!({"description": "Success", "content": {"application/json": {"schema": {}}}}),
+        );
+        let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+        responses.insert("400".into(), error("Malformed input (the field is named in `param`)"));
+        if r.access != Access::Public {
+            responses.insert("401".into(), error("No key, or an unknown, revoked or expired one"));
+            responses.insert("403".into(), error("The caller's role may not do this"));
+        }
+        if !path_params(r.path).is_empty() {
+            responses.insert("404".into(), error("Not found (or not visible to the caller)"));
+        }
+        if matches!(r.method, "POST" | "PUT" | "DELETE") {
+            responses.insert("409".into(), error("Conflicts with what is stored"));
+        }
+        if r.path.starts_with("/api/v1/resources") && r.method != "GET" {
+            responses
+                .insert("422".into(), error("Valid alone, but does not compile with the other resources"));
+        }
+        responses.insert("503".into(), error("The database is unavailable; retry"));
+        op.insert("responses".into(), Value::Object(responses));
+        if r.access != Access::Public {
+            op.insert("security".into(), json!([{"bearer": []}]));
+            op.insert(
+                "x-tollgate-access".into(),
+                json!(if r.access == Access::Admin { "admin" } else { "any role, scoped" }),
+            );
+        } else {
+            op.insert("security".into(), json!([]));
+        }
+        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
+        if let Some(obj) = entry.as_object_mut() {
+            obj.insert(r.method.to_ascii_lowercase(), Value::Object(op));
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Tollgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Resources, virtual keys, users and teams, usage and the audit log. \
+                Errors: {\"error\": {\"message\", \"type\", \"param\", \"code\"}}. Lists take limit and cursor."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A Tollgate virtual key (tg-...)"}}
+        }
+    })
+}
+
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
+}
+
+fn is_list(path: &str) -> bool {
+    matches!(
+        path,
+        "/api/v1/keys"
+            | "/api/v1/resources"
+            | "/api/v1/resources/{kind}"
+            | "/api/v1/users"
+            | "/api/v1/teams"
+            | "/api/v1/audit"
+            | "/api/v1/usage/requests"
+    )
+}
+
+fn request_body(method: &str, path: &str, bodies: &Map<String, Value>) -> Option<Value> {
+    let name = match (method, path) {
+        ("POST", "/api/v1/keys") => "CreateKey",
+        ("POST", "/api/v1/users") => "NewUser",
+        ("POST", "/api/v1/teams") => "NewTeam",
+        ("PUT", "/api/v1/me/preferences") => "Preferences",
+        ("POST", "/api/v1/safety/check") => "SafetyCheck",
+        ("PUT", "/api/v1/resources/{kind}/{namespace}/{name}/key") => "ProviderKey",
+        ("POST", "/api/v1/resources/{kind}") | ("PUT", "/api/v1/resources/{kind}/{namespace}/{name}") => {
+            let kinds: Vec<Value> = ["IPToken", "Budget", "SafetyPolicy", "Agent", "Sandbox", "DataPlane"]
+                .iter()
+                .filter_map(|k| bodies.get(*k).cloned())
+                .collect();
+            return Some(json!({"oneOf": kinds}));
+        }
+        _ => return None,
+    };
+    bodies.get(name).cloned()
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn serve() -> Response {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    axum::Json(DOC.get_or_init(document).clone()).into_response()
+}

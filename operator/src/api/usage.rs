@@ -1,0 +1,215 @@
+//! Usage: totals and time series from the scheduler's rollups (never a scan of the raw
+//! ledger), and the request log. Admins see everything; superusers the subjects of the
+//! budgets they own; developers themselves.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tollgate_dataplane::{ApiError, now_ms};
+
+use super::{Caller, ControlPlane, api_error, query, respond};
+use crate::store::sql::{DAY_MS, GroupBy, UsageFilter};
+
+/// `GET /api/v1/usage` parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    /// `principal`, `team`, `model`, `provider`, `day` or `hour` (absent: one total).
+    by: Option<String>,
+    /// Start, RFC 3339 or epoch ms (default: 30 days ago).
+    from: Option<serde_json::Value>,
+    /// End, exclusive (default: now).
+    to: Option<serde_json::Value>,
+    /// Only this principal, `kind/name` (or a developer's name).
+    principal: Option<String>,
+    /// Only this team.
+    team: Option<String>,
+    /// Only this model.
+    model: Option<String>,
+    /// Only this provider.
+    provider: Option<String>,
+    /// Only my own usage (`true`).
+    me: Option<String>,
+}
+
+fn time_param(name: &str, v: Option<&serde_json::Value>, default: i64) -> Result<i64, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            ApiError::invalid(format!("{name} must be epoch ms or RFC 3339"), Some(name.into()))
+        }),
+        Some(serde_json::Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_millis())
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(|d| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis()))
+            })
+            .map_err(|_| {
+                ApiError::invalid(format!("{name} must be epoch ms, a date or RFC 3339"), Some(name.into()))
+            }),
+        Some(_) => Err(ApiError::invalid(format!("{name} must be epoch ms or RFC 3339"), Some(name.into()))),
+    }
+}
+
+fn group_by(s: Option<&str>) -> Result<Option<GroupBy>, ApiError> {
+    Ok(match s {
+        None => None,
+        Some("principal") => Some(GroupBy::Principal),
+        Some("team") => Some(GroupBy::Team),
+        Some("model") => Some(GroupBy::Model),
+        Some("provider") => Some(GroupBy::Provider),
+        Some("day") => Some(GroupBy::Day),
+        Some("hour") => Some(GroupBy::Hour),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                format!("by must be principal, team, model, provider, day or hour, not {other:?}"),
+                Some("by".into()),
+            ));
+        }
+    })
+}
+
+fn principal_param(s: &str) -> (String, String) {
+    match s.split_once('/') {
+        Some((k, n)) => (k.to_owned(), n.to_owned()),
+        None => ("developer".to_owned(), s.to_owned()),
+    }
+}
+
+/// The filter the caller asked for, narrowed to what they may see. A request for
+/// something outside that is a 403, not an empty answer, so a superuser or developer
+/// knows the difference between "nothing" and "not yours".
+async fn scoped_filter(
+    cp: &ControlPlane,
+    caller: &Caller,
+    q: &SummaryQuery,
+) -> Result<UsageFilter, ApiError> {
+    let now = now_ms();
+    let to_ms = time_param("to", q.to.as_ref(), now + 1)?;
+    let from_ms = time_param("from", q.from.as_ref(), now - 30 * DAY_MS)?;
+    if from_ms >= to_ms {
+        return Err(ApiError::invalid("from must be before to", Some("from".into())));
+    }
+    let mut filter = UsageFilter {
+        from_ms,
+        to_ms,
+        model: q.model.clone(),
+        provider: q.provider.clone(),
+        ..UsageFilter::default()
+    };
+    let p = &caller.key.principal;
+    let me = (p.kind.as_str().to_owned(), p.name.clone());
+    if q.me.as_deref() == Some("true") {
+        filter.principals = vec![me.clone()];
+    }
+    if let Some(pr) = &q.principal {
+        filter.principals = vec![principal_param(pr)];
+    }
+    if let Some(t) = &q.team {
+        filter.teams = vec![t.clone()];
+    }
+    let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+    let Some((principals, teams)) = caller.visible_subjects(&resources) else { return Ok(filter) };
+    let denied = || ApiError::forbidden("not_visible", "that usage is not yours or under a budget you own");
+    for asked in &filter.principals {
+        if !principals.contains(asked) {
+            return Err(denied());
+        }
+    }
+    for asked in &filter.teams {
+        if !teams.contains(asked) {
+            return Err(denied());
+        }
+    }
+    if filter.principals.is_empty() && filter.teams.is_empty() {
+        filter.principals = principals.into_iter().collect();
+        filter.teams = teams.into_iter().collect();
+    }
+    Ok(filter)
+}
+
+pub async fn summary(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Response {
+    respond(
+        async {
+            let q: SummaryQuery = query(&uri)?;
+            let by = group_by(q.by.as_deref())?;
+            let filter = scoped_filter(&cp, &caller, &q).await?;
+            let groups = cp.sql.usage(&filter, by).await.map_err(api_error)?;
+            let total =
+                cp.sql.usage(&filter, None).await.map_err(api_error)?.into_iter().next().unwrap_or_default();
+            let groups: Vec<serde_json::Value> = groups
+                .into_iter()
+                .map(|g| {
+                    let mut v = serde_json::to_value(&g).unwrap_or_default();
+                    if matches!(by, Some(GroupBy::Day | GroupBy::Hour))
+                        && let Ok(ms) = g.key.parse::<i64>()
+                    {
+                        v["key"] = json!(tollgate_dataplane::budget::rfc3339(ms));
+                    }
+                    v
+                })
+                .collect();
+            Ok(axum::Json(json!({
+                "from": tollgate_dataplane::budget::rfc3339(filter.from_ms),
+                "to": tollgate_dataplane::budget::rfc3339(filter.to_ms),
+                "by": q.by,
+                "groups": groups,
+                "total": total,
+            }))
+            .into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /api/v1/usage/requests?limit&cursor`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub async fn requests(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Response {
+    respond(
+        async {
+            let q: RequestsQuery = query(&uri)?;
+            let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+            let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+            let visible = caller.visible_subjects(&resources);
+            // The request log is recent metadata; scoping happens on the page read.
+            let rows = cp.store.recent_usage(10_000).await.map_err(|e| super::storage(&e))?;
+            let mut items: Vec<_> = rows
+                .into_iter()
+                .filter(|r| match &visible {
+                    None => true,
+                    Some((principals, _)) => r
+                        .principal_name
+                        .as_ref()
+                        .is_some_and(|n| principals.iter().any(|(_, name)| name == n)),
+                })
+                .collect();
+            if let Some(c) = &q.cursor {
+                let at = items.iter().position(|r| &r.request_id == c).map_or(items.len(), |i| i + 1);
+                items.drain(..at);
+            }
+            let next = (items.len() > limit).then(|| items[limit - 1].request_id.clone());
+            items.truncate(limit);
+            Ok(axum::Json(json!({ "items": items, "nextCursor": next })).into_response())
+        }
+        .await,
+    )
+}

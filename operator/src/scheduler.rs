@@ -1,0 +1,266 @@
+//! Background jobs of the control plane, run by the leader only: usage rollups (hourly and
+//! daily, so the dashboard and `tollgate usage` read aggregates), key expiry, ledger
+//! retention and budget status. Each job runs in its own task on its own interval; a job
+//! that fails is retried with exponential backoff and never delays the others. Each run is
+//! recorded (last run, next run, last error) for `GET /api/v1/scheduler/jobs`.
+//!
+//! Leadership: standalone with SQLite is trivially the leader; on PostgreSQL a session
+//! advisory lock held on one dedicated connection decides, so of several control-plane
+//! processes sharing a database exactly one runs the jobs, and another takes over when its
+//! connection goes away. (In Kubernetes the operator's Lease decides which process runs.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tollgate_dataplane::now_ms;
+use tollgate_dataplane::store::Store;
+
+use crate::api::ControlPlane;
+use crate::store::sql::{DAY_MS, HOUR_MS, JobStatus};
+
+/// What a job does; `Ok` carries a line for the log.
+pub type JobFn = Arc<dyn Fn(ControlPlane) -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// One job.
+#[derive(Clone)]
+pub struct Job {
+    /// Its name (`usage-rollups`, ...).
+    pub name: &'static str,
+    /// How often it runs when it succeeds.
+    pub every: Duration,
+    /// What it does.
+    pub run: JobFn,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("name", &self.name).field("every", &self.every).finish()
+    }
+}
+
+/// The advisory-lock key the control plane's leader holds on PostgreSQL.
+pub const LEADER_LOCK_KEY: i64 = 0x746f_6c6c_6761_7465; // "tollgate"
+
+/// How long ledger rows are kept after they are rolled up.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// Delay before retry number `failures` (1, 2, 4, ... seconds, capped at the interval).
+pub fn backoff(failures: u32, every: Duration) -> Duration {
+    let secs = 1u64.checked_shl(failures.saturating_sub(1).min(16)).unwrap_or(u64::MAX);
+    Duration::from_secs(secs).min(every).max(Duration::from_millis(200))
+}
+
+fn job(
+    name: &'static str,
+    every: Duration,
+    f: fn(ControlPlane) -> BoxFuture<'static, Result<String, String>>,
+) -> Job {
+    Job { name, every, run: Arc::new(f) }
+}
+
+/// The standard jobs.
+pub fn standard_jobs(rollup_every: Duration, retention: Duration) -> Vec<Job> {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    vec![
+        job("usage-rollups", rollup_every, |cp| Box::pin(rollups(cp))),
+        job("key-expiry", Duration::from_secs(60), |cp| Box::pin(key_expiry(cp))),
+        Job {
+            name: "ledger-retention",
+            every: Duration::from_secs(3600),
+            run: Arc::new(move |cp| Box::pin(retention_job(cp, retention_ms))),
+        },
+        job("budget-status", Duration::from_secs(30), |cp| Box::pin(budget_status(cp))),
+    ]
+}
+
+/// Recomputes the hourly and daily rollups that can have changed: everything on the first
+/// run, then the buckets since two hours before the last success (late ledger writes land
+/// in them).
+async fn rollups(cp: ControlPlane) -> Result<String, String> {
+    let now = now_ms();
+    let last =
+        cp.sql.jobs().await.map_err(|e| e.to_string())?.into_iter().find(|j| j.name == "usage-rollups");
+    let from = match last.and_then(|j| j.last_success_ms) {
+        Some(t) => t - 2 * HOUR_MS,
+        None => 0,
+    };
+    let hours = cp.sql.rollup("hour", from, now + HOUR_MS).await.map_err(|e| e.to_string())?;
+    let days = cp.sql.rollup("day", from - DAY_MS, now + DAY_MS).await.map_err(|e| e.to_string())?;
+    Ok(format!("{hours} hourly and {days} daily groups"))
+}
+
+/// Revokes keys past their expiry (they are refused already; this makes lists and the
+/// audit log say so) and drops them from the key cache.
+async fn key_expiry(cp: ControlPlane) -> Result<String, String> {
+    let now = now_ms();
+    let keys = cp.gateway.keys().list().await.map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for k in keys.iter().filter(|k| k.revoked_at_ms.is_none() && k.expires_at_ms.is_some_and(|e| e <= now)) {
+        cp.gateway.keys().revoke(&k.id, now).await.map_err(|e| e.to_string())?;
+        let _ = cp.sql.audit("scheduler", "expire-key", &format!("key {}", k.id), None, None, now).await;
+        n += 1;
+    }
+    Ok(format!("{n} keys expired"))
+}
+
+/// Deletes ledger rows older than the retention, but never newer than what the rollups
+/// cover.
+async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, String> {
+    let jobs = cp.sql.jobs().await.map_err(|e| e.to_string())?;
+    let Some(rolled) = jobs.iter().find(|j| j.name == "usage-rollups").and_then(|j| j.last_success_ms) else {
+        return Ok("nothing rolled up yet; nothing pruned".to_owned());
+    };
+    let cutoff = (now_ms().saturating_sub(retention_ms)).min(rolled - DAY_MS);
+    let cutoff = cutoff.div_euclid(DAY_MS) * DAY_MS;
+    let n = cp.sql.prune_ledger(cutoff).await.map_err(|e| e.to_string())?;
+    Ok(format!("{n} ledger rows before {cutoff} pruned"))
+}
+
+/// Publishes every budget's remaining amount as a metric (the gateway's counters are the
+/// truth; in Kubernetes the operator also writes Budget.status).
+async fn budget_status(cp: ControlPlane) -> Result<String, String> {
+    let shared = cp.gateway.shared();
+    let runtime = shared.runtime.load_full();
+    let budgets = &runtime.config.budgets;
+    let now = now_ms();
+    for i in 0..budgets.len() {
+        if let Some(s) = tollgate_dataplane::budget::status(&shared.counters, budgets, i, now)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let remaining = i64::try_from(s.limit_micros).unwrap_or(i64::MAX)
+                - i64::try_from(s.spent_micros).unwrap_or(i64::MAX);
+            shared.metrics.budget_remaining(&s.id, remaining);
+        }
+    }
+    Ok(format!("{} budgets", budgets.len()))
+}
+
+/// Runs `job` once and records the result; returns whether it succeeded.
+pub async fn run_once(cp: &ControlPlane, job: &Job, status: &mut JobStatus) -> bool {
+    let started = now_ms();
+    status.name = job.name.to_owned();
+    status.last_run_ms = Some(started);
+    status.runs += 1;
+    // NB: a panicking job must not take the scheduler down with it.
+    let fut = (job.run)(cp.clone());
+    let result = match tokio::spawn(fut).await {
+        Ok(r) => r,
+        Err(e) => Err(format!("the job panicked: {e}")),
+    };
+    match result {
+        Ok(line) => {
+            tracing::debug!(job = job.name, result = %line, "scheduler job done");
+            status.last_success_ms = Some(started);
+            status.last_error = None;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(job = job.name, error = %e, "scheduler job failed; retrying with backoff");
+            status.failures += 1;
+            status.last_error = Some(e);
+            false
+        }
+    }
+}
+
+/// Loops one job forever: run, record, sleep (interval, or backoff after failures).
+async fn job_loop(cp: ControlPlane, job: Job) {
+    let mut status = cp
+        .sql
+        .jobs()
+        .await
+        .ok()
+        .and_then(|jobs| jobs.into_iter().find(|j| j.name == job.name))
+        .unwrap_or_default();
+    let mut consecutive = 0u32;
+    loop {
+        let ok = run_once(&cp, &job, &mut status).await;
+        consecutive = if ok { 0 } else { consecutive + 1 };
+        let wait = if ok { job.every } else { backoff(consecutive, job.every) };
+        status.next_run_ms = Some(now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        if let Err(e) = cp.sql.record_job(&status).await {
+            tracing::warn!(job = job.name, error = %e, "cannot record the job's run");
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Runs `jobs` while this process is the leader (forever).
+pub async fn run(cp: ControlPlane, jobs: Vec<Job>) {
+    match cp.store.clone() {
+        Store::Sqlite(_) => run_jobs(cp, jobs).await,
+        Store::Postgres(pool) => loop {
+            match acquire_leadership(&pool).await {
+                Ok(conn) => {
+                    tracing::info!("this control plane is the scheduler's leader");
+                    let tasks = spawn_jobs(&cp, &jobs);
+                    // Hold the lock's connection; losing it ends the leadership.
+                    watch_connection(conn).await;
+                    tracing::warn!("lost the scheduler's leader lock; stopping jobs");
+                    drop(tasks);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot try the scheduler's leader lock"),
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        },
+    }
+}
+
+async fn run_jobs(cp: ControlPlane, jobs: Vec<Job>) {
+    let mut tasks = spawn_jobs(&cp, &jobs);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The job loops, stopped together when the set is dropped (leadership lost, or the
+/// scheduler's own task cancelled).
+fn spawn_jobs(cp: &ControlPlane, jobs: &[Job]) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for j in jobs {
+        set.spawn(job_loop(cp.clone(), j.clone()));
+    }
+    set
+}
+
+/// Waits until this process holds the advisory lock; returns the connection holding it.
+pub async fn acquire_leadership(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    loop {
+        let mut conn = pool.acquire().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            return Ok(conn);
+        }
+        drop(conn);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn watch_connection(mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if sqlx::query("SELECT 1").execute(&mut *conn).await.is_err() {
+            // NB: the session is gone, and the lock with it; close rather than return it.
+            conn.close_on_drop();
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        let every = Duration::from_secs(30);
+        let got: Vec<u64> = (1..=7).map(|n| backoff(n, every).as_secs()).collect();
+        assert_eq!(got, vec![1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff(100, every), every);
+    }
+}

@@ -1,0 +1,619 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+//! The admin API against SQLite and against PostgreSQL (the same tests run on both; each
+//! PostgreSQL test gets its own database): the authorization matrix generated from the
+//! route table, scoping for superusers and developers, resources with validation and
+//! write-only provider keys, users and teams, the audit log, usage rollups, preferences
+//! and the `default` model alias, and the OpenAPI document.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
+use tollgate_dataplane::budget::Alerts;
+use tollgate_dataplane::cost::CounterStore;
+use tollgate_dataplane::store::Store;
+use tollgate_dataplane::usage::UsageSink;
+use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_operator::api::{Access, ROUTES};
+use tollgate_operator::{ControlPlane, router};
+use tower::ServiceExt;
+
+const BASE: &str = r#"
+apiVersion: tollgate.dev/v1alpha1
+kind: IPToken
+metadata: {name: mock}
+spec:
+  provider: mock
+  models:
+    - name: mock-1
+    - {name: mock-2, prices: {inputPerMtok: "1", outputPerMtok: "2"}}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: platform}
+spec:
+  subject: {kind: team, name: platform}
+  limit: "1000"
+  period: monthly
+  owners: [{kind: developer, name: sam}]
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: alice}
+spec:
+  subject: {kind: developer, name: alice}
+  limit: "100"
+  period: monthly
+  parent: platform
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: Budget
+metadata: {name: bob}
+spec:
+  subject: {kind: developer, name: bob}
+  limit: "100"
+  period: monthly
+"#;
+
+/// A database for one test: a SQLite file, or a fresh PostgreSQL database.
+enum Db {
+    Sqlite(#[allow(dead_code, reason = "kept for its Drop")] tempfile::TempDir),
+    Postgres(#[allow(dead_code, reason = "the database's name, for debugging")] String),
+}
+
+impl Db {
+    async fn open(postgres: bool) -> (Self, Store) {
+        if !postgres {
+            let dir = tempfile::tempdir().unwrap();
+            let store =
+                Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+            return (Db::Sqlite(dir), store);
+        }
+        use sqlx::Connection;
+        let admin = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("tollgate_api_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL must be running at {admin} (set TOLLGATE_TEST_POSTGRES_URL): {e}")
+        });
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
+        (Db::Postgres(name), store)
+    }
+}
+
+struct App {
+    router: Router,
+    cp: ControlPlane,
+    keys: BTreeMap<&'static str, String>,
+    _db: Db,
+}
+
+async fn app(postgres: bool) -> App {
+    let (db, store) = Db::open(postgres).await;
+    let keys = KeyService::load(store.clone()).await.unwrap();
+    let now = now_ms();
+    let mut issued = BTreeMap::new();
+    let people: [(&str, PrincipalKind, &str, Role, Option<&str>); 5] = [
+        ("admin", PrincipalKind::Developer, "root", Role::Admin, None),
+        ("superuser", PrincipalKind::Developer, "sam", Role::Superuser, None),
+        ("developer", PrincipalKind::Developer, "alice", Role::Developer, Some("platform")),
+        ("other", PrincipalKind::Developer, "bob", Role::Developer, None),
+        ("agent", PrincipalKind::Agent, "bot", Role::Developer, Some("platform")),
+    ];
+    for (label, kind, name, role, team) in people {
+        let p = Principal { kind, name: name.into(), role, team: team.map(str::to_owned) };
+        issued.insert(label, keys.create(label.into(), p, vec![], None, now).await.unwrap().secret);
+    }
+    let p = Principal { kind: PrincipalKind::Developer, name: "rita".into(), role: Role::Admin, team: None };
+    let revoked = keys.create("revoked".into(), p.clone(), vec![], None, now).await.unwrap();
+    keys.revoke(&revoked.record.id, now).await.unwrap();
+    issued.insert("revoked", revoked.secret);
+    let expired = keys.create("expired".into(), p, vec![], Some(now + 50), now).await.unwrap();
+    issued.insert("expired", expired.secret);
+    let gateway = Gateway::new(
+        keys,
+        UsageSink::start(store.clone()),
+        CounterStore::memory(),
+        Alerts::default(),
+        GatewayOptions::default(),
+    )
+    .unwrap();
+    let cp = ControlPlane::standalone(gateway, store);
+    cp.config.set_files(tollgate_crds::parse_documents("base", BASE).unwrap().resources);
+    cp.reconfigure().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await; // the expired key's expiry
+    App { router: router(cp.clone()), cp, keys: issued, _db: db }
+}
+
+async fn call(
+    app: &App,
+    who: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(w) = who {
+        req = req.header("authorization", format!("Bearer {}", app.keys[w]));
+    }
+    let req = match body {
+        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let response = app.router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Runs a test body on SQLite and on PostgreSQL.
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let f: fn(App) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = $body;
+                f(app(false).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let f: fn(App) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = $body;
+                f(app(true).await).await;
+            }
+        }
+    };
+}
+
+fn fill(path: &str) -> String {
+    path.replace("{kind}", "budgets")
+        .replace("{namespace}", "default")
+        .replace("{name}", "nothing-here")
+        .replace("{id}", "no-such-key")
+        .replace("{user}", "nobody")
+}
+
+both!(authorization_matrix_covers_every_route, |app| Box::pin(async move {
+    assert!(ROUTES.len() >= 30, "the table lists every endpoint");
+    for r in ROUTES {
+        let path = fill(r.path);
+        let body = matches!(r.method, "POST" | "PUT").then(|| json!({}));
+        for who in [
+            None,
+            Some("revoked"),
+            Some("expired"),
+            Some("developer"),
+            Some("superuser"),
+            Some("agent"),
+            Some("admin"),
+        ] {
+            let (status, answer) = call(&app, who, r.method, &path, body.clone()).await;
+            let allowed = match (r.access, who) {
+                (Access::Public, _) => true,
+                (_, None | Some("revoked" | "expired")) => false,
+                (Access::Any, _) => true,
+                (Access::Admin, Some(w)) => w == "admin",
+            };
+            let denied = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+            assert!(
+                allowed != denied
+                    || (allowed
+                        && status == StatusCode::FORBIDDEN
+                        && answer["error"]["code"] == "not_visible"),
+                "{} {} as {who:?}: expected {}, got {status} {answer}",
+                r.method,
+                r.path,
+                if allowed { "allowed" } else { "denied" }
+            );
+            if !allowed {
+                let expected = if matches!(who, None | Some("revoked" | "expired")) { 401 } else { 403 };
+                assert_eq!(status.as_u16(), expected, "{} {} as {who:?}: {answer}", r.method, r.path);
+                assert!(answer["error"]["message"].is_string(), "errors keep the API's format");
+            }
+            assert!(
+                status.as_u16() < 500 || status == StatusCode::SERVICE_UNAVAILABLE,
+                "{} {}: {status}",
+                r.method,
+                r.path
+            );
+        }
+    }
+}));
+
+both!(superusers_and_developers_see_only_what_is_theirs, |app| Box::pin(async move {
+    // Superuser sam owns `platform`, so sees it and `alice` below it, never `bob`.
+    let (s, v) = call(&app, Some("superuser"), "GET", "/api/v1/budgets", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> =
+        v["budgets"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default/alice", "default/platform"]);
+    let (s, _) = call(&app, Some("superuser"), "GET", "/api/v1/budgets/bob", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a budget they do not own is not there for them");
+    // A developer sees their own and their team's budgets only.
+    let (_, v) = call(&app, Some("developer"), "GET", "/api/v1/budgets", None).await;
+    let names: Vec<&str> =
+        v["budgets"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default/alice", "default/platform"]);
+    let (_, v) = call(&app, Some("other"), "GET", "/api/v1/budgets", None).await;
+    assert_eq!(v["budgets"].as_array().unwrap().len(), 1);
+    // Usage: another developer's is refused, one's own is fine.
+    let (s, v) = call(&app, Some("developer"), "GET", "/api/v1/usage?principal=bob", None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_visible")));
+    let (s, _) = call(&app, Some("developer"), "GET", "/api/v1/usage?principal=alice", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&app, Some("superuser"), "GET", "/api/v1/usage?principal=developer/bob", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(&app, Some("superuser"), "GET", "/api/v1/usage?principal=developer/alice", None).await;
+    assert_eq!(s, StatusCode::OK, "alice's budget is under the one sam owns");
+    // Keys: developers see their own, superusers those under their budgets.
+    let (_, v) = call(&app, Some("developer"), "GET", "/api/v1/keys", None).await;
+    let names: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|k| k["principal"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice"]);
+    let (_, v) = call(&app, Some("superuser"), "GET", "/api/v1/keys", None).await;
+    let mut names: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|k| k["principal"]["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alice", "bot", "sam"], "the platform team's members, alice's budget, their own");
+    assert!(!v.to_string().contains("keyHash"), "no hash in a key list");
+}));
+
+both!(resources_are_validated_stored_applied_and_audited, |app| Box::pin(async move {
+    let token = json!({"apiVersion": "tollgate.dev/v1alpha1", "kind": "IPToken",
+        "metadata": {"name": "openai-main"},
+        "spec": {"provider": "openai-compatible", "baseUrl": "http://127.0.0.1:9/v1",
+                 "secretRef": {"name": "openai-main", "key": "api-key"}, "models": [{"name": "gpt-x"}]}});
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/resources/iptokens", Some(token.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        (v["generation"].as_i64(), v["source"].as_str(), v["providerKeySet"].as_bool()),
+        (Some(1), Some("api"), Some(false))
+    );
+    let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/resources/iptokens", Some(token.clone())).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // The provider key is write-only: stored, applied, never returned (canary).
+    let canary = "sk-canary-7f3a9c1e5b";
+    let (s, v) = call(
+        &app,
+        Some("admin"),
+        "PUT",
+        "/api/v1/resources/iptokens/default/openai-main/key",
+        Some(json!({"value": canary})),
+    )
+    .await;
+    assert_eq!((s, v["providerKeySet"].as_bool()), (StatusCode::OK, Some(true)));
+    assert!(app.cp.gateway.shared().runtime.load().route("gpt-x").is_some(), "applied to the gateway");
+    for path in
+        ["/api/v1/resources", "/api/v1/resources/iptokens/default/openai-main", "/api/v1/audit", "/api/v1/me"]
+    {
+        let (_, v) = call(&app, Some("admin"), "GET", path, None).await;
+        assert!(!v.to_string().contains(canary), "{path} leaks the provider key");
+    }
+
+    // Precise errors: a field path, an unknown kind, a mismatch, a file resource.
+    let mut bad = token.clone();
+    bad["spec"]["provider"] = json!("not-a-provider");
+    let (s, v) =
+        call(&app, Some("admin"), "PUT", "/api/v1/resources/iptokens/default/openai-main", Some(bad)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["param"], "spec.provider", "{v}");
+    let (s, _) = call(&app, Some("admin"), "GET", "/api/v1/resources/widgets", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = call(&app, Some("admin"), "PUT", "/api/v1/resources/budgets/default/bob",
+        Some(json!({"apiVersion": "tollgate.dev/v1alpha1", "kind": "Budget", "metadata": {"name": "bob"},
+                    "spec": {"subject": {"kind": "developer", "name": "bob"}, "limit": "1", "period": "daily"}}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("managed_by_file")));
+
+    // Valid alone but not with the rest: a parent that does not exist → 422, nothing stored.
+    let orphan = json!({"apiVersion": "tollgate.dev/v1alpha1", "kind": "Budget", "metadata": {"name": "orphan"},
+        "spec": {"subject": {"kind": "team", "name": "x"}, "limit": "5", "period": "daily", "parent": "missing"}});
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/resources/budgets", Some(orphan)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, _) = call(&app, Some("admin"), "GET", "/api/v1/resources/budgets/default/orphan", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Optimistic concurrency on replace.
+    let team = json!({"apiVersion": "tollgate.dev/v1alpha1", "kind": "Budget", "metadata": {"name": "research"},
+        "spec": {"subject": {"kind": "team", "name": "research"}, "limit": "50", "period": "monthly"}});
+    let (s, _) =
+        call(&app, Some("admin"), "PUT", "/api/v1/resources/budgets/default/research", Some(team.clone()))
+            .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut changed = team.clone();
+    changed["spec"]["limit"] = json!("60");
+    let req = Request::put("/api/v1/resources/budgets/default/research")
+        .header("authorization", format!("Bearer {}", app.keys["admin"]))
+        .header("if-match", "7")
+        .body(Body::from(changed.to_string()))
+        .unwrap();
+    assert_eq!(app.router.clone().oneshot(req).await.unwrap().status(), StatusCode::CONFLICT);
+    let (s, v) =
+        call(&app, Some("admin"), "PUT", "/api/v1/resources/budgets/default/research", Some(changed)).await;
+    assert_eq!((s, v["generation"].as_i64()), (StatusCode::OK, Some(2)));
+    assert!(
+        app.cp
+            .gateway
+            .shared()
+            .runtime
+            .load()
+            .config
+            .budgets
+            .iter()
+            .any(|b| b.id == "default/research" && b.limit_micros == 60_000_000)
+    );
+
+    // Listing pages through files and API resources alike.
+    let (_, p1) = call(&app, Some("admin"), "GET", "/api/v1/resources?limit=2", None).await;
+    assert_eq!(p1["items"].as_array().unwrap().len(), 2);
+    let cursor = p1["nextCursor"].as_str().unwrap().to_owned();
+    let (_, p2) = call(
+        &app,
+        Some("admin"),
+        "GET",
+        &format!("/api/v1/resources?limit=2&cursor={}", cursor.replace('/', "%2F")),
+        None,
+    )
+    .await;
+    assert_ne!(p1["items"][0], p2["items"][0]);
+    let (s, _) = call(&app, Some("admin"), "GET", "/api/v1/resources?limit=abc", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Delete; the audit log has before and after.
+    let (s, _) =
+        call(&app, Some("admin"), "DELETE", "/api/v1/resources/budgets/default/research", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, log) = call(&app, Some("admin"), "GET", "/api/v1/audit", None).await;
+    let actions: Vec<&str> =
+        log["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions[..5], ["delete", "update", "create", "set-provider-key", "create"]);
+    let update = &log["items"][1];
+    assert_eq!(
+        (update["before"]["spec"]["limit"].as_str(), update["after"]["spec"]["limit"].as_str()),
+        (Some("50"), Some("60"))
+    );
+    assert!(update["actor"].as_str().unwrap().starts_with("developer/root"));
+}));
+
+both!(users_teams_membership_and_superuser_ownership_through_teams, |app| Box::pin(async move {
+    let (s, _) =
+        call(&app, Some("admin"), "POST", "/api/v1/users", Some(json!({"name": "sam", "role": "superuser"})))
+            .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/users", Some(json!({"name": "Not Valid"}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("name")));
+    let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/teams", Some(json!({"name": "finance"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/teams", Some(json!({"name": "finance"}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _) = call(&app, Some("admin"), "PUT", "/api/v1/teams/finance/members/nobody", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(&app, Some("admin"), "PUT", "/api/v1/teams/finance/members/sam", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/teams", None).await;
+    assert_eq!(v["items"][0], json!({"name": "finance", "members": ["sam"]}));
+    // A budget owned by team finance is now visible to sam.
+    let b = json!({"apiVersion": "tollgate.dev/v1alpha1", "kind": "Budget", "metadata": {"name": "fin"},
+        "spec": {"subject": {"kind": "team", "name": "finance"}, "limit": "10", "period": "daily", "owners": [{"kind": "team", "name": "finance"}]}});
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/resources/budgets", Some(b)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, v) = call(&app, Some("superuser"), "GET", "/api/v1/budgets/fin", None).await;
+    assert_eq!(v["name"], "default/fin");
+    let (_, me) = call(&app, Some("superuser"), "GET", "/api/v1/me", None).await;
+    assert_eq!(me["teams"], json!(["finance"]));
+    assert_eq!(me["role"], "superuser");
+}));
+
+both!(usage_rollups_equal_the_ledger_and_answer_grouped_queries, |app| Box::pin(async move {
+    // Real requests through the gateway, by two principals.
+    let gw = app.cp.gateway.router();
+    for (who, model, n) in [("developer", "mock-1", 3), ("other", "mock-2", 2)] {
+        for _ in 0..n {
+            let req = Request::post("/v1/chat/completions")
+                .header("authorization", format!("Bearer {}", app.keys[who]))
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+                        .to_string(),
+                ))
+                .unwrap();
+            assert_eq!(gw.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+        }
+    }
+    // Older traffic, so whole days come from the daily rollups and the edges from hours.
+    let day = 86_400_000;
+    let old: Vec<tollgate_dataplane::usage::UsageRecord> = (0..24)
+        .map(|i| tollgate_dataplane::usage::UsageRecord {
+            request_id: format!("old-{i}"),
+            ts_ms: now_ms() - 3 * day - i * 3_600_000,
+            principal_kind: Some("developer".into()),
+            principal_name: Some("carol".into()),
+            endpoint: "chat.completions".into(),
+            model: Some("mock-1".into()),
+            input_tokens: 10,
+            output_tokens: 5,
+            status: if i % 6 == 0 { 502 } else { 200 },
+            cost_micros: 7,
+            ..Default::default()
+        })
+        .collect();
+    app.cp.store.insert_usage(&old).await.unwrap();
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/scheduler/jobs/usage-rollups/run", None).await;
+    assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    let raw = app.cp.sql.raw_usage_totals(0, now_ms() + 1).await.unwrap();
+    // Any window, whole days or not, equals the raw ledger over the same hours.
+    for (from, to) in
+        [(now_ms() - 10 * day, now_ms() + 1), (now_ms() - 4 * day + 5_400_000, now_ms() - 2 * day - 1)]
+    {
+        let hour = 3_600_000;
+        let f = tollgate_operator::store::sql::UsageFilter {
+            from_ms: from.div_euclid(hour) * hour,
+            to_ms: (to / hour + 1) * hour,
+            ..Default::default()
+        };
+        let rolled = app.cp.sql.usage(&f, None).await.unwrap().into_iter().next().unwrap_or_default();
+        let exact = app.cp.sql.raw_usage_totals(f.from_ms, f.to_ms).await.unwrap();
+        assert_eq!(
+            (rolled.requests, rolled.errors, rolled.cost_micros),
+            (exact.requests, exact.errors, exact.cost_micros),
+            "{from}..{to}"
+        );
+        let by_day = app.cp.sql.usage(&f, Some(tollgate_operator::store::sql::GroupBy::Day)).await.unwrap();
+        assert_eq!(by_day.iter().map(|g| g.requests).sum::<i64>(), exact.requests);
+    }
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/usage", None).await;
+    assert_eq!(v["total"]["requests"].as_i64(), Some(raw.requests));
+    assert_eq!(v["total"]["inputTokens"].as_i64(), Some(raw.input_tokens));
+    assert_eq!(v["total"]["outputTokens"].as_i64(), Some(raw.output_tokens));
+    assert_eq!(raw.requests, 5 + 24);
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/usage?by=model", None).await;
+    let by: BTreeMap<String, i64> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["key"].as_str().unwrap().to_owned(), g["requests"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(by, BTreeMap::from([("mock-1".into(), 3 + 24), ("mock-2".into(), 2)]));
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/usage?by=team", None).await;
+    assert!(
+        v["groups"].as_array().unwrap().iter().any(|g| g["key"] == "platform" && g["requests"] == 3),
+        "{v}"
+    );
+    let (_, v) = call(&app, Some("developer"), "GET", "/api/v1/usage?by=day", None).await;
+    assert_eq!(v["total"]["requests"].as_i64(), Some(3), "a developer's own usage only");
+    assert!(v["groups"][0]["key"].as_str().unwrap().ends_with("T00:00:00Z"));
+    // Rerunning changes nothing (idempotent).
+    call(&app, Some("admin"), "POST", "/api/v1/scheduler/jobs/usage-rollups/run", None).await;
+    let (_, again) = call(&app, Some("admin"), "GET", "/api/v1/usage", None).await;
+    assert_eq!(again["total"]["requests"].as_i64(), Some(5 + 24));
+    let (_, jobs) = call(&app, Some("admin"), "GET", "/api/v1/scheduler/jobs", None).await;
+    let job = &jobs["items"][0];
+    assert_eq!(
+        (job["name"].as_str(), job["runs"].as_i64(), job["lastError"].as_str()),
+        (Some("usage-rollups"), Some(2), None)
+    );
+    // The request log: metadata only, scoped.
+    let (_, log) = call(&app, Some("other"), "GET", "/api/v1/usage/requests", None).await;
+    assert_eq!(log["items"].as_array().unwrap().len(), 2);
+    let (s, v) = call(&app, Some("admin"), "GET", "/api/v1/usage?by=colour", None).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("by")));
+    let (s, _) = call(&app, Some("admin"), "GET", "/api/v1/usage?from=yesterday", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}));
+
+both!(preferences_pick_the_model_for_default, |app| Box::pin(async move {
+    let gw = app.cp.gateway.router();
+    let ask = |model: Value| {
+        Request::post("/v1/chat/completions")
+            .header("authorization", format!("Bearer {}", app.keys["developer"]))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+            ))
+            .unwrap()
+    };
+    let r = gw.clone().oneshot(ask(json!("default"))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "no preference yet");
+    let (s, v) =
+        call(&app, Some("developer"), "PUT", "/api/v1/me/preferences", Some(json!({"model": "nope"}))).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("model")));
+    let (s, v) = call(
+        &app,
+        Some("developer"),
+        "PUT",
+        "/api/v1/me/preferences",
+        Some(json!({"model": "mock-2", "provider": "mock"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = call(
+        &app,
+        Some("developer"),
+        "PUT",
+        "/api/v1/me/preferences",
+        Some(json!({"model": "mock-2", "provider": "elsewhere"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    for model in [json!("default"), Value::Null] {
+        let r = gw.clone().oneshot(ask(model)).await.unwrap();
+        let status = r.status();
+        assert_eq!(status, StatusCode::OK, "{:?}", r.into_body().collect().await.unwrap().to_bytes());
+        let r = gw.clone().oneshot(ask(json!("default"))).await.unwrap();
+        let body: Value = serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(body["model"], "mock-2");
+    }
+    let (_, me) = call(&app, Some("developer"), "GET", "/api/v1/me", None).await;
+    assert_eq!(me["preferences"], json!({"model": "mock-2", "provider": "mock"}));
+}));
+
+both!(key_rotation_issues_a_new_key_and_revokes_the_old, |app| Box::pin(async move {
+    let (s, v) = call(
+        &app,
+        Some("admin"),
+        "POST",
+        "/api/v1/keys",
+        Some(json!({"principal": {"kind": "developer", "name": "zoe"}, "models": ["mock-1"], "rpm": 5})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (old_id, old_key) =
+        (v["record"]["id"].as_str().unwrap().to_owned(), v["key"].as_str().unwrap().to_owned());
+    let (s, v) = call(&app, Some("admin"), "POST", &format!("/api/v1/keys/{old_id}/rotate"), None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        (v["record"]["allowedModels"].clone(), v["record"]["rpm"].clone()),
+        (json!(["mock-1"]), json!(5))
+    );
+    let new_key = v["key"].as_str().unwrap();
+    assert_ne!(new_key, old_key);
+    let whoami = |k: &str| {
+        Request::get("/api/v1/whoami")
+            .header("authorization", format!("Bearer {k}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.router.clone().oneshot(whoami(&old_key)).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.router.clone().oneshot(whoami(new_key)).await.unwrap().status(), StatusCode::OK);
+    let (s, _) = call(&app, Some("admin"), "POST", &format!("/api/v1/keys/{old_id}/rotate"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a revoked key cannot be rotated");
+}));
+
+#[test]
+fn openapi_document_is_committed_and_current() {
+    let doc = tollgate_operator::api::openapi::document();
+    let text = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    if std::env::var_os("TOLLGATE_UPDATE_GENERATED").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "operator/openapi.json is stale: TOLLGATE_UPDATE_GENERATED=1 cargo test -p tollgate-operator --test api"
+    );
+    // Every route is in it, with its security.
+    for r in ROUTES {
+        let op = &doc["paths"][r.path][r.method.to_ascii_lowercase()];
+        assert!(op.is_object(), "{} {} missing", r.method, r.path);
+        assert_eq!(op["security"].as_array().unwrap().is_empty(), r.access == Access::Public);
+    }
+}
+
+#[tokio::test]
+async fn openapi_is_served_without_a_key() {
+    let app = app(false).await;
+    let (s, v) = call(&app, None, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!((s, v["openapi"].as_str()), (StatusCode::OK, Some("3.0.3")));
+    let _ = Arc::new(()); // keep the Arc import used in both modes
+}
