@@ -11,6 +11,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anthropic
@@ -77,14 +78,21 @@ def agent(gateway, monkeypatch):
     assert os.environ["OPENAI_API_KEY"] == "sk-proj-real-provider-key", "unpatch restores the environment"
 
 
-def ledger(gateway, principal):
-    db = sqlite3.connect(gateway.workdir / "t.db")
-    try:
-        return db.execute(
-            "SELECT endpoint, model, status, error_class, cost_micros FROM usage_records "
-            "WHERE principal_name = ? ORDER BY id", (principal,)).fetchall()
-    finally:
-        db.close()
+def ledger(gateway, principal, expect: int):
+    """The principal's ledger rows, once `expect` of them are there: `tollgate up` answers
+    after its local journal holds a record and writes the database just after, so poll."""
+    deadline = time.monotonic() + 10
+    while True:
+        db = sqlite3.connect(gateway.workdir / "t.db")
+        try:
+            rows = db.execute(
+                "SELECT endpoint, model, status, error_class, cost_micros FROM usage_records "
+                "WHERE principal_name = ? ORDER BY ts_ms, id", (principal,)).fetchall()
+        finally:
+            db.close()
+        if len(rows) >= expect or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
 
 
 def test_patched_openai_and_anthropic_clients_use_the_gateway_and_the_agents_key(gateway, agent):
@@ -105,7 +113,7 @@ def test_patched_openai_and_anthropic_clients_use_the_gateway_and_the_agents_key
     assert str(other.base_url).startswith("http://127.0.0.1:9/")
     assert os.environ["OPENAI_API_KEY"].startswith("tg-")
 
-    rows = ledger(gateway, "patched-agent")
+    rows = ledger(gateway, "patched-agent", 2)
     assert [(r[0], r[2]) for r in rows] == [("chat.completions", 200), ("messages", 200)], rows
 
 
@@ -207,7 +215,7 @@ def test_langchain_tool_calling_agent_loop_end_to_end(gateway, agent):
     assert CALLS == [("get_weather", "Paris")]
     assert isinstance(messages[2], ToolMessage) and messages[2].content == "Sunny in Paris"
     assert messages[-1].content == "Mock reply to: Weather in Paris?"
-    rows = ledger(gateway, "research-agent")
+    rows = ledger(gateway, "research-agent", 2)
     assert [r[2] for r in rows].count(200) >= 2, rows
 
 
@@ -245,7 +253,7 @@ def test_a_budget_reached_mid_run_raises_budget_exceeded(gateway, agent):
     assert err.resets_at == tollgate.budget("spender").resets_at
     assert isinstance(err, openai.RateLimitError), "also the client's own exception"
     assert CALLS == [("get_time",)] * 4
-    rows = ledger(gateway, "spender")
+    rows = ledger(gateway, "spender", 5)
     assert [r[2] for r in rows] == [200, 200, 200, 200, 429], f"refused once, not retried: {rows}"
     assert [r[4] for r in rows] == [1_000_000] * 4 + [0]
     assert tollgate.budget("spender").spent_micros == 4_000_000
