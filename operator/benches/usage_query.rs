@@ -146,6 +146,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
     Ok(())
 }

@@ -63,7 +63,7 @@ spec:
 /// A database for one test: a SQLite file, or a fresh PostgreSQL database.
 enum Db {
     Sqlite(#[allow(dead_code, reason = "kept for its Drop")] tempfile::TempDir),
-    Postgres(#[allow(dead_code, reason = "the database's name, for debugging")] String),
+    Postgres(String),
 }
 
 impl Db {
@@ -86,6 +86,15 @@ impl Db {
         let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
         (Db::Postgres(name), store)
     }
+}
+
+/// Drops a test's PostgreSQL database (its pool is gone with the test's `App`).
+async fn drop_database(name: &str) {
+    use sqlx::Connection;
+    let admin = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
 }
 
 struct App {
@@ -166,7 +175,13 @@ macro_rules! both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let f: fn(App) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = $body;
-                f(app(true).await).await;
+                let app = app(true).await;
+                let name = match &app._db {
+                    Db::Postgres(name) => name.clone(),
+                    Db::Sqlite(_) => unreachable!(),
+                };
+                f(app).await;
+                drop_database(&name).await;
             }
         }
     };

@@ -110,4 +110,5 @@ async fn only_one_of_two_control_planes_sharing_postgres_runs_the_jobs() {
     until(Duration::from_secs(15), async || b.load(Ordering::SeqCst) >= 5).await;
     assert!(a.load(Ordering::SeqCst) <= before + 1, "the old leader stopped");
     b_task.abort();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
 }
