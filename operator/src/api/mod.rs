@@ -251,50 +251,11 @@ pub(crate) fn page_json<T: serde::Serialize>(items: &[T], next: Option<String>) 
 /// A query string parsed into `T`; a bad one is a 400 naming the parameter.
 pub(crate) fn query<T: DeserializeOwned>(uri: &http::Uri) -> Result<T, ApiError> {
     let q = uri.query().unwrap_or("");
-    serde_urlencoded_lite(q)
-        .and_then(|v| {
-            serde_path_to_error::deserialize(v)
-                .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
-        })
-        .map_err(|(param, message)| {
-            ApiError::invalid(format!("query parameter {param}: {message}"), Some(param))
-        })
-}
-
-/// `a=1&b=x` as a JSON object of strings (numbers are parsed by the target type through
-/// `serde_json`'s string-to-number leniency below).
-fn serde_urlencoded_lite(q: &str) -> Result<Value, (String, String)> {
-    let mut map = serde_json::Map::new();
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_decode(s).ok_or_else(|| (k.to_owned(), "is not valid percent-encoded UTF-8".to_owned()))
-        };
-        let (k, v) = (decode(k)?, decode(v)?);
-        // Numbers stay numbers so `limit=10` fills a `usize`.
-        let value = v.parse::<i64>().map(Value::from).unwrap_or(Value::String(v));
-        map.insert(k, value);
-    }
-    Ok(Value::Object(map))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let param = e.path().to_string();
+        ApiError::invalid(format!("query parameter {param}: {}", e.into_inner()), Some(param))
+    })
 }
 
 /// Records an audit entry; a failure to record is logged, never hides the change.
@@ -339,10 +300,13 @@ mod tests {
     }
 
     #[test]
-    fn query_strings_decode() {
-        let v = serde_urlencoded_lite("by=model&limit=10&principal=developer%2Falice&x=a+b").unwrap();
-        assert_eq!(v, json!({"by": "model", "limit": 10, "principal": "developer/alice", "x": "a b"}));
-        assert!(serde_urlencoded_lite("a=%ZZ").is_err());
+    fn query_strings_decode_and_errors_name_the_parameter() {
+        let uri: http::Uri = "/x?limit=10&cursor=developer%2Falice".parse().unwrap();
+        let page: Page = query(&uri).unwrap();
+        assert_eq!((page.limit, page.cursor.as_deref()), (Some(10), Some("developer/alice")));
+        let uri: http::Uri = "/x?limit=ten".parse().unwrap();
+        let e = query::<Page>(&uri).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("limit"));
     }
 
     #[test]

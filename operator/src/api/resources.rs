@@ -114,6 +114,35 @@ async fn stored_view(cp: &ControlPlane, s: StoredResource) -> Result<ResourceVie
     })
 }
 
+/// One resource by name: a file's, else the store's (one lookup, not a listing).
+async fn find(
+    cp: &ControlPlane,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ResourceView>, ApiError> {
+    if let Some(r) = cp
+        .config
+        .files()
+        .into_iter()
+        .find(|r| resource_id(r) == (kind, namespace.to_owned(), name.to_owned()))
+    {
+        return Ok(Some(ResourceView {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source: "file",
+            generation: 0,
+            document: document_of(&r),
+            provider_key_set: None,
+        }));
+    }
+    match cp.resources.get(kind, namespace, name).await.map_err(api_error)? {
+        Some(s) => Ok(Some(stored_view(cp, s).await?)),
+        None => Ok(None),
+    }
+}
+
 fn secret_ref(document: &Value) -> Option<(String, String)> {
     let r = document.pointer("/spec/secretRef")?;
     Some((r.get("name")?.as_str()?.to_owned(), r.get("key")?.as_str()?.to_owned()))
@@ -400,13 +429,9 @@ pub async fn put_key(
                     Some("value".into()),
                 ));
             }
-            let token = views(&cp, Some(Kind::IpToken))
-                .await?
-                .into_iter()
-                .find(|v| v.namespace == namespace && v.name == name)
-                .ok_or_else(|| {
-                    ApiError::not_found("resource_not_found", format!("no IPToken {namespace}/{name}"))
-                })?;
+            let token = find(&cp, Kind::IpToken, &namespace, &name).await?.ok_or_else(|| {
+                ApiError::not_found("resource_not_found", format!("no IPToken {namespace}/{name}"))
+            })?;
             let (secret, secret_key) = secret_ref(&token.document).ok_or_else(|| {
                 let mut e = ApiError::invalid(
                     format!("IPToken {namespace}/{name} has no spec.secretRef to keep a key under"),

@@ -21,10 +21,10 @@ use crate::store::sql::{DAY_MS, GroupBy, UsageFilter};
 pub struct SummaryQuery {
     /// `principal`, `team`, `model`, `provider`, `day` or `hour` (absent: one total).
     by: Option<String>,
-    /// Start, RFC 3339 or epoch ms (default: 30 days ago).
-    from: Option<serde_json::Value>,
+    /// Start, RFC 3339, a date or epoch ms (default: 30 days ago).
+    from: Option<String>,
     /// End, exclusive (default: now).
-    to: Option<serde_json::Value>,
+    to: Option<String>,
     /// Only this principal, `kind/name` (or a developer's name).
     principal: Option<String>,
     /// Only this team.
@@ -37,23 +37,20 @@ pub struct SummaryQuery {
     me: Option<String>,
 }
 
-fn time_param(name: &str, v: Option<&serde_json::Value>, default: i64) -> Result<i64, ApiError> {
-    match v {
-        None => Ok(default),
-        Some(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(|| {
-            ApiError::invalid(format!("{name} must be epoch ms or RFC 3339"), Some(name.into()))
-        }),
-        Some(serde_json::Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
-            .map(|t| t.timestamp_millis())
-            .or_else(|_| {
-                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map(|d| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis()))
-            })
-            .map_err(|_| {
-                ApiError::invalid(format!("{name} must be epoch ms, a date or RFC 3339"), Some(name.into()))
-            }),
-        Some(_) => Err(ApiError::invalid(format!("{name} must be epoch ms or RFC 3339"), Some(name.into()))),
-    }
+fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError> {
+    let Some(s) = v else { return Ok(default) };
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()))
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+        .ok_or_else(|| {
+            ApiError::invalid(format!("{name} must be epoch ms, a date or RFC 3339"), Some(name.into()))
+        })
 }
 
 fn group_by(s: Option<&str>) -> Result<Option<GroupBy>, ApiError> {
@@ -90,8 +87,8 @@ async fn scoped_filter(
     q: &SummaryQuery,
 ) -> Result<UsageFilter, ApiError> {
     let now = now_ms();
-    let to_ms = time_param("to", q.to.as_ref(), now + 1)?;
-    let from_ms = time_param("from", q.from.as_ref(), now - 30 * DAY_MS)?;
+    let to_ms = time_param("to", q.to.as_deref(), now + 1)?;
+    let from_ms = time_param("from", q.from.as_deref(), now - 30 * DAY_MS)?;
     if from_ms >= to_ms {
         return Err(ApiError::invalid("from must be before to", Some("from".into())));
     }
