@@ -26,7 +26,12 @@ pub struct UpArgs {
     #[arg(long = "resources", short = 'f')]
     pub resources: Vec<PathBuf>,
     /// Database URL: `sqlite://PATH` (created if missing) or `postgres://...`.
-    #[arg(long, env = "TOLLGATE_DATABASE_URL", default_value = "sqlite://.tollgate/tollgate.db")]
+    #[arg(
+        long,
+        alias = "database-url",
+        env = "TOLLGATE_DATABASE_URL",
+        default_value = "sqlite://.tollgate/tollgate.db"
+    )]
     pub database: String,
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8080")]
@@ -62,6 +67,10 @@ pub struct UpArgs {
     /// Seconds between usage rollups (what `tollgate usage` and the dashboard read).
     #[arg(long, env = "TOLLGATE_ROLLUP_SECONDS", default_value_t = 15)]
     pub rollup_seconds: u64,
+    /// The dashboard's build folder (`npm --prefix dashboard run build` writes
+    /// `dashboard/dist`). Default: `dashboard/dist` here, else in the source tree.
+    #[arg(long, env = "TOLLGATE_DASHBOARD_DIR")]
+    pub dashboard: Option<std::path::PathBuf>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -120,16 +129,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tracing::info!(budgets = rebuilt, "budget counters restored from the ledger");
     }
 
-    let app = gateway.router().merge(tollgate_operator::router(cp.clone())).route(
-        "/metrics",
-        axum::routing::get(tollgate_dataplane::observability::metrics_handler)
-            .with_state(gateway.metrics().clone()),
-    );
+    let dashboard = tollgate_operator::dashboard::locate(args.dashboard.as_deref());
+    if dashboard.is_none() {
+        tracing::warn!(
+            "the dashboard is not built (npm --prefix dashboard ci && npm --prefix dashboard run build); \
+             serving the API only"
+        );
+    }
+    let app = gateway
+        .router()
+        .merge(tollgate_operator::router(cp.clone()))
+        .route(
+            "/metrics",
+            axum::routing::get(tollgate_dataplane::observability::metrics_handler)
+                .with_state(gateway.metrics().clone()),
+        )
+        .fallback_service(tollgate_operator::dashboard::router(dashboard.clone()));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     println!("Tollgate listening on http://{addr}");
+    if dashboard.is_some() {
+        println!("Dashboard: http://{addr}/ (sign in with a key)");
+    }
     if args.resources.is_empty() {
         println!("Serving the built-in mock provider: models mock-1 and mock-embedding-1");
     }

@@ -119,12 +119,20 @@ pub struct Shared {
     /// Preferred models by principal (`kind/name`), used when a chat request names no model
     /// or the alias `default`. Set by the control plane.
     pub preferred_models: std::sync::RwLock<std::collections::HashMap<String, String>>,
+    /// The recent safety findings (for the control plane).
+    pub findings: safety::log::FindingLog,
 }
 
 impl Shared {
     /// Logs safety findings and counts verdicts (HTTP and gRPC alike). Never logs matched
     /// text: findings do not hold it.
-    pub fn report_findings(&self, request_id: &str, findings: &[safety::Finding]) {
+    pub fn report_findings(
+        &self,
+        request_id: &str,
+        principal: Option<(&str, &str)>,
+        findings: &[safety::Finding],
+    ) {
+        self.findings.record(now_ms(), request_id, principal, findings);
         use crate::observability::SafetyStage;
         for f in findings {
             let stage = match (f.category, f.stage) {
@@ -190,6 +198,7 @@ impl Gateway {
             in_flight: InFlight::new(options.max_in_flight),
             metrics: Metrics::new(),
             preferred_models: std::sync::RwLock::default(),
+            findings: safety::log::FindingLog::default(),
             options,
         };
         Ok(Self { shared: Arc::new(shared) })

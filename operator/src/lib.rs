@@ -10,6 +10,7 @@
 pub mod api;
 pub mod config;
 pub mod controllers;
+pub mod dashboard;
 pub mod error;
 pub mod leader;
 pub mod metrics;

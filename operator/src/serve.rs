@@ -43,6 +43,10 @@ pub struct Args {
     /// Address of the admin API (CLI, dashboard).
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,
+    /// The dashboard's build folder, served at `/` next to the admin API (the image sets
+    /// it). Without one the admin API is served alone.
+    #[arg(long, env = "TOLLGATE_DASHBOARD_DIR")]
+    pub dashboard: Option<std::path::PathBuf>,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "TOLLGATE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
@@ -163,7 +167,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         cp.clone(),
         crate::scheduler::standard_jobs(Duration::from_secs(30), crate::scheduler::DEFAULT_RETENTION),
     ));
-    let admin = router(cp);
+    let dashboard = args.dashboard.as_deref().and_then(|d| crate::dashboard::locate(Some(d)));
+    let admin = router(cp).fallback_service(crate::dashboard::router(dashboard));
     let mut admin_server = tokio::spawn(serve(args.listen, admin, "admin API"));
     let key_refresh = gateway.clone();
     tokio::spawn(async move {

@@ -569,6 +569,150 @@ both!(preferences_pick_the_model_for_default, |app| Box::pin(async move {
     assert_eq!(me["preferences"], json!({"model": "mock-2", "provider": "mock"}));
 }));
 
+/// Sends a chat request through the in-process gateway as `who`; returns the status.
+async fn chat(app: &App, who: &str, model: &str, content: &str) -> StatusCode {
+    let req = Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", app.keys[who]))
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"model": model, "messages": [{"role": "user", "content": content}]}).to_string(),
+        ))
+        .unwrap();
+    app.cp.gateway.router().oneshot(req).await.unwrap().status()
+}
+
+/// Waits until the ledger holds `n` rows (the usage writer is asynchronous).
+async fn ledger_rows(app: &App, n: usize) {
+    for _ in 0..200 {
+        if app.cp.store.recent_usage(1000).await.unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the ledger never held {n} rows");
+}
+
+both!(request_log_filters_pages_and_scopes_in_sql, |app| Box::pin(async move {
+    for (who, model) in
+        [("developer", "mock-1"), ("developer", "mock-2"), ("other", "mock-1"), ("agent", "mock-1")]
+    {
+        assert_eq!(chat(&app, who, model, "hello").await, StatusCode::OK);
+    }
+    assert_eq!(chat(&app, "developer", "no-such-model", "hello").await, StatusCode::NOT_FOUND);
+    ledger_rows(&app, 4).await;
+    // Admins page through everything, newest first, by id.
+    let (s, v) = call(&app, Some("admin"), "GET", "/api/v1/usage/requests?limit=2", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let first: Vec<i64> = v["items"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(first.len(), 2);
+    assert!(first[0] > first[1]);
+    let cursor = v["nextCursor"].as_str().unwrap().to_owned();
+    let (_, v) =
+        call(&app, Some("admin"), "GET", &format!("/api/v1/usage/requests?limit=2&cursor={cursor}"), None)
+            .await;
+    let second: Vec<i64> = v["items"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert!(second.iter().all(|id| *id < first[1]), "{first:?} then {second:?}");
+    // Filters: principal (kind/name), model, outcome.
+    let (_, v) = call(
+        &app,
+        Some("admin"),
+        "GET",
+        "/api/v1/usage/requests?principal=developer/alice&model=mock-2",
+        None,
+    )
+    .await;
+    let rows = v["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(
+        (rows[0]["principalKind"].as_str(), rows[0]["model"].as_str()),
+        (Some("developer"), Some("mock-2"))
+    );
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/usage/requests?outcome=error", None).await;
+    assert!(v["items"].as_array().unwrap().iter().all(|r| r["status"].as_i64().unwrap() >= 400), "{v}");
+    let (s, v) = call(&app, Some("admin"), "GET", "/api/v1/usage/requests?outcome=maybe", None).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("outcome")));
+    let (s, v) = call(&app, Some("admin"), "GET", "/api/v1/usage/requests?cursor=abc", None).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("cursor")));
+    // A developer sees only their own rows and may not ask for someone else's.
+    let (_, v) = call(&app, Some("developer"), "GET", "/api/v1/usage/requests", None).await;
+    let names: std::collections::BTreeSet<&str> =
+        v["items"].as_array().unwrap().iter().map(|r| r["principalName"].as_str().unwrap()).collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["alice"], "{v}");
+    let (s, _) = call(&app, Some("developer"), "GET", "/api/v1/usage/requests?principal=bob", None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The agent `bot` shares nothing with a developer of another name.
+    let (_, v) = call(&app, Some("other"), "GET", "/api/v1/usage/requests", None).await;
+    assert!(v["items"].as_array().unwrap().iter().all(|r| r["principalName"] == "bob"), "{v}");
+}));
+
+both!(violations_breakers_and_model_choices_are_scoped, |app| Box::pin(async move {
+    let policy = json!({
+        "apiVersion": "tollgate.dev/v1alpha1", "kind": "SafetyPolicy",
+        "metadata": {"name": "no-email"},
+        "spec": {"input": {"detectors": [{"id": "pii.email", "action": "block"}]}}
+    });
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/resources/safetypolicies", Some(policy)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(chat(&app, "developer", "mock-1", "write to jo@example.com").await, StatusCode::BAD_REQUEST);
+    assert_eq!(chat(&app, "other", "mock-1", "mail bob@example.org now").await, StatusCode::BAD_REQUEST);
+    let (s, v) = call(&app, Some("admin"), "GET", "/api/v1/safety/violations", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["byHour"].as_array().unwrap().iter().map(|h| h["count"].as_u64().unwrap()).sum::<u64>(), 2);
+    let first = &v["items"][0];
+    assert_eq!((first["rule"].as_str(), first["action"].as_str()), (Some("pii.email"), Some("block")));
+    assert!(!v.to_string().contains("example"), "no matched text in the log: {v}");
+    let (_, v) = call(&app, Some("developer"), "GET", "/api/v1/safety/violations", None).await;
+    assert_eq!(v["total"], 1, "a developer sees their own: {v}");
+    assert_eq!(v["items"][0]["principalName"], "alice");
+    let (s, v) = call(&app, Some("admin"), "GET", "/api/v1/safety/violations?from=tomorrow", None).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("from")));
+
+    // A breaker appears once its upstream has been called.
+    assert_eq!(chat(&app, "developer", "mock-1", "hello").await, StatusCode::OK);
+    let (s, v) = call(&app, Some("developer"), "GET", "/api/v1/breakers", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v["items"].as_array().unwrap().iter().any(|b| b["model"] == "mock-1" && b["state"] == "closed"),
+        "{v}"
+    );
+
+    // Choices: chat models the key may use, with the IPTokens serving them.
+    let (_, me) = call(&app, Some("developer"), "GET", "/api/v1/me", None).await;
+    assert_eq!(
+        me["modelChoices"],
+        json!([{"model": "mock-1", "providers": ["mock"]}, {"model": "mock-2", "providers": ["mock"]}])
+    );
+    // Budgets carry thresholds, the level reached and owners.
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/budgets/platform", None).await;
+    assert_eq!(v["owners"], json!([{"kind": "developer", "name": "sam"}]), "{v}");
+    assert!(v["alertThresholds"].is_array() && v["alertLevel"].is_null(), "{v}");
+}));
+
+both!(audit_log_filters_by_action_actor_and_target, |app| Box::pin(async move {
+    for name in ["team-a", "team_b"] {
+        let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/teams", Some(json!({"name": name}))).await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let (s, _) = call(&app, Some("admin"), "DELETE", "/api/v1/teams/team-a", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/audit?action=delete", None).await;
+    let targets: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|e| e["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["team team-a"]);
+    // `_` and `%` are literal, not wildcards.
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/audit?target=m_b", None).await;
+    let targets: Vec<&str> =
+        v["items"].as_array().unwrap().iter().map(|e| e["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["team team_b"]);
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/audit?target=%25", None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 0, "{v}");
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/audit?actor=root&action=create", None).await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 2, "{v}");
+    let (s, v) = call(&app, Some("admin"), "GET", "/api/v1/audit?colour=red", None).await;
+    assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("colour")), "{v}");
+}));
+
 both!(key_rotation_issues_a_new_key_and_revokes_the_old, |app| Box::pin(async move {
     let (s, v) = call(
         &app,

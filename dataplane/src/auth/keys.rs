@@ -17,7 +17,7 @@ pub const KEY_PREFIX: &str = "tg-";
 const KEY_BYTES: usize = 24;
 
 /// Who is calling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PrincipalKind {
     /// A person.
@@ -50,7 +50,9 @@ impl PrincipalKind {
 }
 
 /// What a principal may do in the control plane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read-only, own usage.
@@ -83,7 +85,7 @@ impl Role {
 }
 
 /// The identity a key maps to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Principal {
     /// Developer, team or agent.
@@ -98,7 +100,7 @@ pub struct Principal {
 }
 
 /// A stored key, without the key itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyRecord {
     /// Stable id (UUID).

@@ -295,7 +295,7 @@ impl Runtime for RuntimeService {
             }
             let policies = self.policies(&key);
             let (verdict, findings) = tool_verdict(&policies, tool, arguments);
-            self.shared.report_findings(&request_id, &findings);
+            self.shared.report_findings(&request_id, Some(principal_of(&key)), &findings);
             let findings = findings.iter().map(finding_pb).collect();
             Ok(match verdict {
                 ToolVerdict::Allow => pb::CheckToolResponse {
@@ -339,7 +339,7 @@ impl Runtime for RuntimeService {
             }
             let policies = self.policies(&key);
             let verdict = policies.check_text(&req.text, stage);
-            self.shared.report_findings(&request_id, &verdict.findings);
+            self.shared.report_findings(&request_id, Some(principal_of(&key)), &verdict.findings);
             let (decision, policy, rule, reason, redacted_text) = text_verdict(&verdict);
             Ok(pb::ValidateTextResponse {
                 decision: decision.into(),
@@ -415,6 +415,11 @@ impl Runtime for RuntimeService {
         })
         .await
     }
+}
+
+/// `(kind, name)` of a key's principal, for the findings log.
+fn principal_of(key: &crate::auth::KeyRecord) -> (&str, &str) {
+    (key.principal.kind.as_str(), &key.principal.name)
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn not_found(request: Request) -> Response {
+/// The JSON 404 of an unknown path (in the Anthropic format under `/v1/messages`).
+pub async fn not_found(request: Request) -> Response {
     let format = if request.uri().path().starts_with("/v1/messages") {
         ApiFormat::Anthropic
     } else {

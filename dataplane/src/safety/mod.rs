@@ -20,6 +20,7 @@ mod check;
 mod custom;
 mod detectors;
 mod injection;
+pub mod log;
 mod stream;
 mod tools;
 
@@ -55,7 +56,7 @@ pub enum SafetyError {
 pub type Result<T, E = SafetyError> = std::result::Result<T, E>;
 
 /// Which way the text flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// The request, to the model.
@@ -65,7 +66,7 @@ pub enum Stage {
 }
 
 /// What kind of rule produced a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     /// Personal data (`pii.*`).
@@ -85,7 +86,7 @@ pub enum Category {
 }
 
 /// Where a finding is. Offsets are in bytes of the UTF-8 string at `path`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Location {
     /// JSON path of the string (`messages[2].content[0].text`,
@@ -104,7 +105,7 @@ pub struct Location {
 }
 
 /// One rule that matched. Never holds the matched text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// The policy (`namespace/name`), or `tollgate` for engine errors.

@@ -229,17 +229,59 @@ impl Store {
     }
 
     /// Usage records, newest first (for tests and the admin API).
-    pub async fn recent_usage(&self, limit: i64) -> Result<Vec<UsageRow>> {
-        let sql = "SELECT request_id, ts_ms, principal_name, endpoint, model, provider, ip_token, stream, \
-             input_tokens, output_tokens, latency_ms, status, error_class, cost_micros, downgraded_from \
-             FROM usage_records ORDER BY id DESC LIMIT $1";
+    /// The request log, newest first: at most `q.limit` rows with an id below
+    /// `q.before_id`, narrowed in SQL to the principals, model and outcome asked for.
+    pub async fn usage_page(&self, q: &RequestQuery) -> Result<Vec<UsageRow>> {
+        let mut sql = String::from(
+            "SELECT id, request_id, ts_ms, principal_kind, principal_name, endpoint, model, provider, \
+             ip_token, stream, input_tokens, output_tokens, latency_ms, status, error_class, cost_micros, \
+             downgraded_from FROM usage_records WHERE 1=1",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        let mut bind = |sql: &mut String, v: &str| {
+            binds.push(v.to_owned());
+            sql.push_str(&format!("${}", binds.len()));
+        };
+        if let Some(principals) = &q.principals {
+            if principals.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(" AND (");
+            for (i, (kind, name)) in principals.iter().enumerate() {
+                sql.push_str(if i == 0 { "(principal_kind = " } else { " OR (principal_kind = " });
+                bind(&mut sql, kind);
+                sql.push_str(" AND principal_name = ");
+                bind(&mut sql, name);
+                sql.push(')');
+            }
+            sql.push(')');
+        }
+        if let Some(model) = &q.model {
+            sql.push_str(" AND model = ");
+            bind(&mut sql, model);
+        }
+        match q.outcome {
+            Some(RequestOutcome::Ok) => sql.push_str(" AND status < 400"),
+            Some(RequestOutcome::Error) => sql.push_str(" AND status >= 400"),
+            None => {}
+        }
+        if let Some(before) = q.before_id {
+            sql.push_str(&format!(" AND id < {before}"));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.clamp(1, 1000)));
         with_pool!(self, pool => {
-            let rows = sqlx::query(sql).bind(limit).fetch_all(pool).await?;
+            let mut query = sqlx::query(&sql);
+            for b in &binds {
+                query = query.bind(b);
+            }
+            let rows = query.fetch_all(pool).await?;
             rows.iter()
                 .map(|row| -> Result<UsageRow> {
                     Ok(UsageRow {
+                        id: row.try_get("id")?,
                         request_id: row.try_get("request_id")?,
                         ts_ms: row.try_get("ts_ms")?,
+                        principal_kind: row.try_get("principal_kind")?,
                         principal_name: row.try_get("principal_name")?,
                         endpoint: row.try_get("endpoint")?,
                         model: row.try_get("model")?,
@@ -257,6 +299,11 @@ impl Store {
                 })
                 .collect()
         })
+    }
+
+    /// The newest `limit` usage records, newest first.
+    pub async fn recent_usage(&self, limit: i64) -> Result<Vec<UsageRow>> {
+        self.usage_page(&RequestQuery { limit: limit.clamp(1, 1000), ..RequestQuery::default() }).await
     }
 }
 
@@ -326,12 +373,46 @@ async fn checkpoint_loop(pool: SqlitePool) {
     }
 }
 
+/// Which requests [`Store::usage_page`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestQuery {
+    /// Only these principals (`kind`, `name`); `None`: everyone.
+    pub principals: Option<Vec<(String, String)>>,
+    /// Only this model.
+    pub model: Option<String>,
+    /// Only successes or only errors.
+    pub outcome: Option<RequestOutcome>,
+    /// Only rows older than this id (the previous page's last).
+    pub before_id: Option<i64>,
+    /// Rows at most (1-1000).
+    pub limit: i64,
+}
+
+impl Default for RequestQuery {
+    fn default() -> Self {
+        Self { principals: None, model: None, outcome: None, before_id: None, limit: 100 }
+    }
+}
+
+/// A request's outcome, for filtering the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestOutcome {
+    /// Status below 400.
+    Ok,
+    /// Status 400 and above.
+    Error,
+}
+
 /// A usage record as read back.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageRow {
+    /// Position in the ledger (the request log's cursor).
+    pub id: i64,
     pub request_id: String,
     pub ts_ms: i64,
+    pub principal_kind: Option<String>,
     pub principal_name: Option<String>,
     pub endpoint: String,
     pub model: Option<String>,

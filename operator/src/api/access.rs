@@ -45,6 +45,8 @@ pub struct RouteSpec {
     pub summary: &'static str,
     /// OpenAPI tag.
     pub tag: &'static str,
+    /// The success response's schema.
+    pub response: super::SchemaFn,
 }
 
 /// Principals (`kind`, `name`) and teams a caller may see the usage and keys of.

@@ -7,15 +7,13 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tollgate_dataplane::auth::Role;
+use tollgate_dataplane::auth::{KeyRecord, Role};
 use tollgate_dataplane::{ApiError, now_ms};
 
-use super::{
-    Caller, ControlPlane, Page, api_error, audit as record, body, page_json, query, respond, valid_name,
-};
-use crate::store::sql::{Preferences, UsageFilter};
+use super::{Caller, ControlPlane, List, Page, api_error, audit as record, body, query, respond, valid_name};
+use crate::store::sql::{AuditFilter, Preferences, UsageFilter};
 
 fn month_start_ms(now: i64) -> i64 {
     use chrono::Datelike;
@@ -23,6 +21,105 @@ fn month_start_ms(now: i64) -> i64 {
         .and_then(|t| t.date_naive().with_day(1))
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map_or(0, |t| t.and_utc().timestamp_millis())
+}
+
+/// `GET /api/v1/me`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    /// Who the key authenticates as.
+    pub principal: tollgate_dataplane::auth::Principal,
+    /// The caller's role.
+    pub role: Role,
+    /// The key's id.
+    pub key_id: String,
+    /// Teams the caller belongs to.
+    pub teams: Vec<String>,
+    /// Models the key may use (empty: all).
+    pub allowed_models: Vec<String>,
+    /// The caller's preferred model and provider.
+    pub preferences: Preferences,
+    /// What the caller may choose as preferences.
+    pub model_choices: Vec<ModelChoice>,
+    /// The budgets the caller may see.
+    pub budgets: Vec<super::budgets::BudgetView>,
+    /// The caller's own usage since the start of the month (UTC).
+    pub usage_this_month: crate::store::sql::UsageTotals,
+}
+
+/// A model the caller may prefer and the provider credentials (IPToken names) serving it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ModelChoice {
+    /// The model's name.
+    pub model: String,
+    /// IPTokens serving it (`name`, or `namespace/name` outside `default`).
+    pub providers: Vec<String>,
+}
+
+/// `PUT /api/v1/me/preferences`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PreferencesBody {
+    /// The preferences now in force.
+    pub preferences: Preferences,
+}
+
+/// A deleted user or team.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Deleted {
+    /// Its name.
+    pub deleted: String,
+}
+
+/// A membership added or removed.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Membership {
+    /// The team.
+    pub team: String,
+    /// The member added, if that was the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The member removed, if that was the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
+}
+
+/// `POST /api/v1/scheduler/jobs/{name}/run`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct JobRun {
+    /// Whether the run succeeded.
+    pub ok: bool,
+    /// The job's bookkeeping after the run.
+    pub job: crate::store::sql::JobStatus,
+}
+
+/// The chat models `key` may prefer: allowed by the key and by every budget
+/// that applies to it and restricts models, with the IPTokens serving each.
+pub fn model_choices(runtime: &tollgate_dataplane::runtime::Runtime, key: &KeyRecord) -> Vec<ModelChoice> {
+    let budgets = &runtime.config.budgets;
+    let applicable = runtime.budget_index.applicable(budgets, &key.principal);
+    runtime
+        .config
+        .models
+        .iter()
+        .filter(|(model, route)| {
+            route.kind == tollgate_crds::iptoken::ModelKind::Chat && key.allows_model(model)
+        })
+        .filter(|(model, _)| {
+            applicable
+                .iter()
+                .filter_map(|&i| budgets.get(i))
+                .all(|b| b.allowed_models.is_empty() || b.allowed_models.iter().any(|m| m == *model))
+        })
+        .map(|(model, route)| ModelChoice {
+            model: model.clone(),
+            providers: route
+                .targets
+                .iter()
+                .filter_map(|t| runtime.config.ip_tokens.get(t.ip_token))
+                .map(|c| c.id.strip_prefix("default/").unwrap_or(&c.id).to_owned())
+                .collect(),
+        })
+        .collect()
 }
 
 pub async fn me(State(cp): State<Arc<ControlPlane>>, Extension(caller): Extension<Caller>) -> Response {
@@ -39,16 +136,18 @@ pub async fn me(State(cp): State<Arc<ControlPlane>>, Extension(caller): Extensio
                 ..UsageFilter::default()
             };
             let usage = cp.sql.usage(&filter, None).await.map_err(api_error)?;
-            Ok(axum::Json(json!({
-                "principal": p,
-                "role": p.role,
-                "keyId": caller.key.id,
-                "teams": caller.teams,
-                "allowedModels": caller.key.allowed_models,
-                "preferences": prefs,
-                "budgets": budgets,
-                "usageThisMonth": usage.into_iter().next().unwrap_or_default(),
-            }))
+            let runtime = cp.gateway.shared().runtime.load_full();
+            Ok(axum::Json(Me {
+                principal: p.clone(),
+                role: p.role,
+                key_id: caller.key.id.clone(),
+                teams: caller.teams.iter().cloned().collect(),
+                allowed_models: caller.key.allowed_models.clone(),
+                preferences: prefs,
+                model_choices: model_choices(&runtime, &caller.key),
+                budgets,
+                usage_this_month: usage.into_iter().next().unwrap_or_default(),
+            })
             .into_response())
         }
         .await,
@@ -66,51 +165,47 @@ pub async fn put_preferences(
             let prefs: Preferences = body(&parts.headers, b).await?;
             let runtime = cp.gateway.shared().runtime.load_full();
             let key = &caller.key;
-            if let Some(model) = &prefs.model {
-                let route = runtime.route(model).ok_or_else(|| {
-                    ApiError::invalid(format!("no model {model:?} is configured"), Some("model".into()))
-                })?;
-                if !key.allows_model(model) {
-                    return Err(ApiError::invalid(
-                        format!("your key may not use model {model:?}"),
-                        Some("model".into()),
-                    ));
-                }
-                // Budgets that restrict models restrict the preference too.
-                let budgets = &runtime.config.budgets;
-                for i in runtime.budget_index.applicable(budgets, &key.principal) {
-                    if let Some(b) = budgets.get(i)
-                        && !b.allowed_models.is_empty()
-                        && !b.allowed_models.iter().any(|m| m == model)
-                    {
-                        return Err(ApiError::invalid(
-                            format!("budget {} does not allow model {model:?}", b.id),
-                            Some("model".into()),
-                        ));
-                    }
-                }
-                if let Some(provider) = &prefs.provider
-                    && !route.targets.iter().any(|t| {
-                        runtime.config.ip_tokens.get(t.ip_token).is_some_and(|c| {
-                            &c.id == provider || c.id.strip_prefix("default/") == Some(provider.as_str())
-                        })
-                    })
-                {
-                    return Err(ApiError::invalid(
-                        format!("provider {provider:?} does not serve model {model:?}"),
-                        Some("provider".into()),
-                    ));
-                }
-            } else if prefs.provider.is_some() {
-                return Err(ApiError::invalid("a provider needs a model", Some("provider".into())));
-            }
+            check_preferences(&prefs, &runtime, key)?;
             let p = &key.principal;
             cp.sql.put_preferences(p.kind.as_str(), &p.name, &prefs, now_ms()).await.map_err(api_error)?;
             cp.push_preferences().await;
-            Ok(axum::Json(json!({ "preferences": prefs })).into_response())
+            Ok(axum::Json(PreferencesBody { preferences: prefs }).into_response())
         }
         .await,
     )
+}
+
+/// Refuses a preference outside [`model_choices`], naming the field.
+fn check_preferences(
+    prefs: &Preferences,
+    runtime: &tollgate_dataplane::runtime::Runtime,
+    key: &KeyRecord,
+) -> Result<(), ApiError> {
+    let Some(model) = &prefs.model else {
+        return match prefs.provider {
+            Some(_) => Err(ApiError::invalid("a provider needs a model", Some("provider".into()))),
+            None => Ok(()),
+        };
+    };
+    if runtime.route(model).is_none() {
+        return Err(ApiError::invalid(format!("no model {model:?} is configured"), Some("model".into())));
+    }
+    let choices = model_choices(runtime, key);
+    let Some(choice) = choices.iter().find(|c| &c.model == model) else {
+        return Err(ApiError::invalid(
+            format!("your key or budgets do not allow model {model:?}"),
+            Some("model".into()),
+        ));
+    };
+    if let Some(provider) = &prefs.provider
+        && !choice.providers.iter().any(|p| p == provider || format!("default/{p}") == *provider)
+    {
+        return Err(ApiError::invalid(
+            format!("provider {provider:?} does not serve model {model:?}"),
+            Some("provider".into()),
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/users`.
@@ -136,7 +231,7 @@ pub async fn users(State(cp): State<Arc<ControlPlane>>, uri: Uri) -> Response {
             let page: Page = query(&uri)?;
             let users = cp.sql.users().await.map_err(api_error)?;
             let (items, next) = super::paginate(users, &page, |u| u.name.clone());
-            Ok(axum::Json(page_json(&items, next)).into_response())
+            Ok(List::response(items, next))
         }
         .await,
     )
@@ -187,7 +282,7 @@ pub async fn put_user(
             )
             .await;
             let status = if before.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-            Ok((status, axum::Json(json!(after))).into_response())
+            Ok((status, axum::Json(after)).into_response())
         }
         .await,
     )
@@ -204,7 +299,7 @@ pub async fn delete_user(
                 return Err(ApiError::not_found("user_not_found", format!("no user {name:?}")));
             }
             record(&cp, &caller, "delete", &format!("user {name}"), None, None).await;
-            Ok(axum::Json(json!({ "deleted": name })).into_response())
+            Ok(axum::Json(Deleted { deleted: name }).into_response())
         }
         .await,
     )
@@ -216,7 +311,7 @@ pub async fn teams(State(cp): State<Arc<ControlPlane>>, uri: Uri) -> Response {
             let page: Page = query(&uri)?;
             let teams = cp.sql.teams().await.map_err(api_error)?;
             let (items, next) = super::paginate(teams, &page, |t| t.name.clone());
-            Ok(axum::Json(page_json(&items, next)).into_response())
+            Ok(List::response(items, next))
         }
         .await,
     )
@@ -254,7 +349,8 @@ pub async fn create_team(
             cp.sql.put_team(&t.name, now_ms()).await.map_err(api_error)?;
             record(&cp, &caller, "create", &format!("team {}", t.name), None, Some(&json!({"name": t.name})))
                 .await;
-            Ok((StatusCode::CREATED, axum::Json(json!({ "name": t.name, "members": [] }))).into_response())
+            let team = crate::store::sql::Team { name: t.name, members: Vec::new() };
+            Ok((StatusCode::CREATED, axum::Json(team)).into_response())
         }
         .await,
     )
@@ -271,7 +367,7 @@ pub async fn delete_team(
                 return Err(ApiError::not_found("team_not_found", format!("no team {name:?}")));
             }
             record(&cp, &caller, "delete", &format!("team {name}"), None, None).await;
-            Ok(axum::Json(json!({ "deleted": name })).into_response())
+            Ok(axum::Json(Deleted { deleted: name }).into_response())
         }
         .await,
     )
@@ -287,7 +383,7 @@ pub async fn add_member(
             cp.sql.add_member(&team, &user).await.map_err(api_error)?;
             record(&cp, &caller, "add-member", &format!("team {team}"), None, Some(&json!({"member": user})))
                 .await;
-            Ok(axum::Json(json!({ "team": team, "member": user })).into_response())
+            Ok(axum::Json(Membership { team, member: Some(user), removed: None }).into_response())
         }
         .await,
     )
@@ -315,17 +411,40 @@ pub async fn remove_member(
                 None,
             )
             .await;
-            Ok(axum::Json(json!({ "team": team, "removed": user })).into_response())
+            Ok(axum::Json(Membership { team, member: None, removed: Some(user) }).into_response())
         }
         .await,
     )
 }
 
-/// `GET /api/v1/audit?limit&cursor`: newest first; the cursor is the last id seen.
+/// `GET /api/v1/audit` parameters.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Entries per page (1-500, default 100).
+    #[schemars(range(min = 1, max = 500))]
+    pub limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only this action (`create`, `update`, `delete`, `issue-key`, `revoke-key`, ...).
+    pub action: Option<String>,
+    /// Only actors containing this text.
+    pub actor: Option<String>,
+    /// Only targets containing this text.
+    pub target: Option<String>,
+}
+
+/// `GET /api/v1/audit?limit&cursor&action&actor&target`: newest first; the cursor is the
+/// last id seen.
 pub async fn audit(State(cp): State<Arc<ControlPlane>>, uri: Uri) -> Response {
     respond(
         async {
-            let page: Page = query(&uri)?;
+            let page: AuditQuery = query(&uri)?;
+            let filter = AuditFilter {
+                action: page.action.clone().filter(|s| !s.is_empty()),
+                actor: page.actor.clone().filter(|s| !s.is_empty()),
+                target: page.target.clone().filter(|s| !s.is_empty()),
+            };
             let limit = page.limit.unwrap_or(100).clamp(1, 500);
             let before =
                 match page.cursor.as_deref() {
@@ -335,10 +454,10 @@ pub async fn audit(State(cp): State<Arc<ControlPlane>>, uri: Uri) -> Response {
                     })?),
                 };
             let limit_i = i64::try_from(limit).unwrap_or(100);
-            let mut items = cp.sql.audit_log(limit_i + 1, before).await.map_err(api_error)?;
+            let mut items = cp.sql.audit_log(limit_i + 1, before, &filter).await.map_err(api_error)?;
             let next = (items.len() > limit).then(|| items[limit - 1].id.to_string());
             items.truncate(limit);
-            Ok(axum::Json(page_json(&items, next)).into_response())
+            Ok(List::response(items, next))
         }
         .await,
     )
@@ -348,7 +467,7 @@ pub async fn jobs(State(cp): State<Arc<ControlPlane>>) -> Response {
     respond(
         async {
             let jobs = cp.sql.jobs().await.map_err(api_error)?;
-            Ok(axum::Json(json!({ "items": jobs, "nextCursor": null })).into_response())
+            Ok(List::response(jobs, None))
         }
         .await,
     )
@@ -385,7 +504,7 @@ pub async fn run_job(
             let ok = crate::scheduler::run_once(&cp, job, &mut status).await;
             cp.sql.record_job(&status).await.map_err(api_error)?;
             record(&cp, &caller, "run-job", &format!("job {name}"), None, None).await;
-            Ok(axum::Json(json!({ "ok": ok, "job": status })).into_response())
+            Ok(axum::Json(JobRun { ok, job: status }).into_response())
         }
         .await,
     )

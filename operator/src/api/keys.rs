@@ -7,14 +7,11 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tollgate_dataplane::auth::{KeyRecord, Principal, PrincipalKind, Role};
 use tollgate_dataplane::{ApiError, now_ms};
 
-use super::{
-    ApiResult, Caller, ControlPlane, Page, audit, body, page_json, paginate, query, respond, storage,
-};
+use super::{ApiResult, Caller, ControlPlane, List, Page, audit, body, paginate, query, respond, storage};
 
 /// `POST /api/v1/keys`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -57,14 +54,48 @@ pub struct NewPrincipal {
     pub team: Option<String>,
 }
 
+/// `GET /api/v1/whoami`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    /// Who the key authenticates as.
+    pub principal: Principal,
+    /// The key's id.
+    pub key_id: String,
+    /// Models the key may use (empty: all).
+    pub allowed_models: Vec<String>,
+    /// Teams the caller belongs to.
+    pub teams: Vec<String>,
+}
+
+/// A key just issued: the secret is in this answer only.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedKey {
+    /// The key (`tg-...`); shown once, stored only as a hash.
+    pub key: String,
+    /// What is stored about it.
+    pub record: KeyRecord,
+    /// Rotation: the id of the key it replaced (revoked now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+/// `DELETE /api/v1/keys/{id}`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Revoked {
+    /// The revoked key's id.
+    pub revoked: String,
+}
+
 pub async fn whoami(Extension(caller): Extension<Caller>) -> Response {
     let key = &caller.key;
-    axum::Json(json!({
-        "principal": key.principal,
-        "keyId": key.id,
-        "allowedModels": key.allowed_models,
-        "teams": caller.teams,
-    }))
+    axum::Json(WhoAmI {
+        principal: key.principal.clone(),
+        key_id: key.id.clone(),
+        allowed_models: key.allowed_models.clone(),
+        teams: caller.teams.iter().cloned().collect(),
+    })
     .into_response()
 }
 
@@ -86,7 +117,7 @@ pub async fn list(
                 })
                 .collect();
             let (items, next) = paginate(visible, &page, |k| format!("{:020}/{}", k.created_at_ms, k.id));
-            Ok(axum::Json(page_json(&items, next)).into_response())
+            Ok(List::response(items, next))
         }
         .await,
     )
@@ -143,7 +174,10 @@ pub async fn create(
                 .map_err(|e| storage(&e))?;
             let record = serde_json::to_value(&key.record).unwrap_or_default();
             audit(&cp, &caller, "issue-key", &format!("key {}", key.record.id), None, Some(&record)).await;
-            Ok((StatusCode::CREATED, axum::Json(json!({ "key": key.secret, "record": key.record })))
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(IssuedKey { key: key.secret, record: key.record, revoked: None }),
+            )
                 .into_response())
         }
         .await,
@@ -162,7 +196,7 @@ pub async fn revoke(
                 return Err(ApiError::not_found("key_not_found", "no key with that id"));
             }
             audit(&cp, &caller, "revoke-key", &format!("key {id}"), None, None).await;
-            Ok(axum::Json(json!({ "revoked": id })).into_response())
+            Ok(axum::Json(Revoked { revoked: id }).into_response())
         }
         .await,
     )
@@ -202,6 +236,6 @@ async fn rotate_inner(cp: &ControlPlane, caller: &Caller, id: &str) -> ApiResult
     keys.revoke(id, now).await.map_err(|e| storage(&e))?;
     let record = serde_json::to_value(&new.record).unwrap_or_default();
     audit(cp, caller, "rotate-key", &format!("key {id} -> {}", new.record.id), None, Some(&record)).await;
-    Ok((StatusCode::CREATED, axum::Json(json!({ "key": new.secret, "record": new.record, "revoked": id })))
-        .into_response())
+    let issued = IssuedKey { key: new.secret, record: new.record, revoked: Some(id.to_owned()) };
+    Ok((StatusCode::CREATED, axum::Json(issued)).into_response())
 }

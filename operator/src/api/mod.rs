@@ -23,7 +23,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tollgate_crds::Resource;
 use tollgate_dataplane::http::{parse_json, read_body};
 use tollgate_dataplane::store::Store;
@@ -109,7 +109,7 @@ pub const MAX_BODY: usize = 256 << 10;
 /// Declares every endpoint once: the [`ROUTES`] table (access rules, OpenAPI) and the
 /// router are both generated from it.
 macro_rules! api {
-    ($( $method:ident $path:literal => $handler:path, $access:ident, $tag:literal, $summary:literal; )*) => {
+    ($( $method:ident $path:literal => $handler:path, $access:ident, $tag:literal, $resp:ty, $summary:literal; )*) => {
         /// Every endpoint of the admin API with who may call it.
         pub const ROUTES: &[RouteSpec] = &[
             $( RouteSpec {
@@ -118,6 +118,7 @@ macro_rules! api {
                 access: Access::$access,
                 summary: $summary,
                 tag: $tag,
+                response: schema_of::<$resp>,
             }, )*
         ];
 
@@ -134,38 +135,65 @@ macro_rules! api {
 }
 
 api! {
-    get "/api/v1/openapi.json" => openapi::serve, Public, "meta", "This API's OpenAPI 3 document";
-    get "/api/v1/whoami" => keys::whoami, Any, "me", "The caller's principal and key";
-    get "/api/v1/me" => directory::me, Any, "me", "The caller: role, teams, preferences, budgets and this month's usage";
-    put "/api/v1/me/preferences" => directory::put_preferences, Any, "me", "Set the caller's preferred model and provider";
-    get "/api/v1/keys" => keys::list, Any, "keys", "Virtual keys (prefix only): all for admins, those under owned budgets for superusers, own for developers";
-    post "/api/v1/keys" => keys::create, Admin, "keys", "Issue a virtual key (shown once)";
-    delete "/api/v1/keys/{id}" => keys::revoke, Admin, "keys", "Revoke a key (refused at once)";
-    post "/api/v1/keys/{id}/rotate" => keys::rotate, Admin, "keys", "Issue a replacement key (shown once) and revoke the old one";
-    get "/api/v1/budgets" => budgets::list, Any, "budgets", "Budget state in the current period, as far as the caller may see";
-    get "/api/v1/budgets/{name}" => budgets::get_one, Any, "budgets", "One budget in namespace default";
-    get "/api/v1/budgets/{namespace}/{name}" => budgets::get_namespaced, Any, "budgets", "One budget";
-    get "/api/v1/usage" => usage::summary, Any, "usage", "Usage totals from the rollups, grouped and filtered";
-    get "/api/v1/usage/requests" => usage::requests, Any, "usage", "The request log (metadata only), newest first";
-    post "/api/v1/safety/check" => safety::check, Any, "safety", "A safety policy's verdict on a text";
-    get "/api/v1/resources" => resources::list_all, Admin, "resources", "Every resource (files and API)";
-    get "/api/v1/resources/{kind}" => resources::list, Admin, "resources", "Resources of one kind";
-    post "/api/v1/resources/{kind}" => resources::create, Admin, "resources", "Create a resource (validated like the CRD)";
-    get "/api/v1/resources/{kind}/{namespace}/{name}" => resources::get, Admin, "resources", "One resource";
-    put "/api/v1/resources/{kind}/{namespace}/{name}" => resources::put, Admin, "resources", "Create or replace a resource (If-Match: generation)";
-    delete "/api/v1/resources/{kind}/{namespace}/{name}" => resources::delete, Admin, "resources", "Delete a resource";
-    put "/api/v1/resources/{kind}/{namespace}/{name}/key" => resources::put_key, Admin, "resources", "Set an IPToken's provider key (write-only)";
-    get "/api/v1/users" => directory::users, Admin, "directory", "Users and their teams";
-    post "/api/v1/users" => directory::put_user, Admin, "directory", "Create or update a user";
-    delete "/api/v1/users/{name}" => directory::delete_user, Admin, "directory", "Delete a user";
-    get "/api/v1/teams" => directory::teams, Admin, "directory", "Teams and their members";
-    post "/api/v1/teams" => directory::create_team, Admin, "directory", "Create a team";
-    delete "/api/v1/teams/{name}" => directory::delete_team, Admin, "directory", "Delete a team";
-    put "/api/v1/teams/{name}/members/{user}" => directory::add_member, Admin, "directory", "Add a member";
-    delete "/api/v1/teams/{name}/members/{user}" => directory::remove_member, Admin, "directory", "Remove a member";
-    get "/api/v1/audit" => directory::audit, Admin, "audit", "Who changed what, when, before and after (secrets masked)";
-    get "/api/v1/scheduler/jobs" => directory::jobs, Admin, "scheduler", "Each job's last run, next run and last error";
-    post "/api/v1/scheduler/jobs/{name}/run" => directory::run_job, Admin, "scheduler", "Run a job now (rollups before reading usage, say)";
+    get "/api/v1/openapi.json" => openapi::serve, Public, "meta", Value, "This API's OpenAPI 3 document";
+    get "/api/v1/whoami" => keys::whoami, Any, "me", keys::WhoAmI, "The caller's principal and key";
+    get "/api/v1/me" => directory::me, Any, "me", directory::Me, "The caller: role, teams, preferences, budgets and this month's usage";
+    put "/api/v1/me/preferences" => directory::put_preferences, Any, "me", directory::PreferencesBody, "Set the caller's preferred model and provider";
+    get "/api/v1/keys" => keys::list, Any, "keys", List<tollgate_dataplane::auth::KeyRecord>, "Virtual keys (prefix only): all for admins, those under owned budgets for superusers, own for developers";
+    post "/api/v1/keys" => keys::create, Admin, "keys", keys::IssuedKey, "Issue a virtual key (shown once)";
+    delete "/api/v1/keys/{id}" => keys::revoke, Admin, "keys", keys::Revoked, "Revoke a key (refused at once)";
+    post "/api/v1/keys/{id}/rotate" => keys::rotate, Admin, "keys", keys::IssuedKey, "Issue a replacement key (shown once) and revoke the old one";
+    get "/api/v1/budgets" => budgets::list, Any, "budgets", budgets::BudgetList, "Budget state in the current period, as far as the caller may see";
+    get "/api/v1/budgets/{name}" => budgets::get_one, Any, "budgets", budgets::BudgetView, "One budget in namespace default";
+    get "/api/v1/budgets/{namespace}/{name}" => budgets::get_namespaced, Any, "budgets", budgets::BudgetView, "One budget";
+    get "/api/v1/usage" => usage::summary, Any, "usage", usage::UsageSummary, "Usage totals from the rollups, grouped and filtered";
+    get "/api/v1/usage/requests" => usage::requests, Any, "usage", List<tollgate_dataplane::store::UsageRow>, "The request log (metadata only), newest first";
+    post "/api/v1/safety/check" => safety::check, Any, "safety", safety::CheckResult, "A safety policy's verdict on a text";
+    get "/api/v1/resources" => resources::list_all, Admin, "resources", List<resources::ResourceView>, "Every resource (files and API)";
+    get "/api/v1/resources/{kind}" => resources::list, Admin, "resources", List<resources::ResourceView>, "Resources of one kind";
+    post "/api/v1/resources/{kind}" => resources::create, Admin, "resources", resources::ResourceView, "Create a resource (validated like the CRD)";
+    get "/api/v1/resources/{kind}/{namespace}/{name}" => resources::get, Admin, "resources", resources::ResourceView, "One resource";
+    put "/api/v1/resources/{kind}/{namespace}/{name}" => resources::put, Admin, "resources", resources::ResourceView, "Create or replace a resource (If-Match: generation)";
+    delete "/api/v1/resources/{kind}/{namespace}/{name}" => resources::delete, Admin, "resources", resources::DeletedResource, "Delete a resource";
+    put "/api/v1/resources/{kind}/{namespace}/{name}/key" => resources::put_key, Admin, "resources", resources::KeySet, "Set an IPToken's provider key (write-only)";
+    get "/api/v1/users" => directory::users, Admin, "directory", List<crate::store::sql::User>, "Users and their teams";
+    post "/api/v1/users" => directory::put_user, Admin, "directory", crate::store::sql::User, "Create or update a user";
+    delete "/api/v1/users/{name}" => directory::delete_user, Admin, "directory", directory::Deleted, "Delete a user";
+    get "/api/v1/teams" => directory::teams, Admin, "directory", List<crate::store::sql::Team>, "Teams and their members";
+    post "/api/v1/teams" => directory::create_team, Admin, "directory", crate::store::sql::Team, "Create a team";
+    delete "/api/v1/teams/{name}" => directory::delete_team, Admin, "directory", directory::Deleted, "Delete a team";
+    put "/api/v1/teams/{name}/members/{user}" => directory::add_member, Admin, "directory", directory::Membership, "Add a member";
+    delete "/api/v1/teams/{name}/members/{user}" => directory::remove_member, Admin, "directory", directory::Membership, "Remove a member";
+    get "/api/v1/audit" => directory::audit, Admin, "audit", List<crate::store::sql::AuditEntry>, "Who changed what, when, before and after (secrets masked)";
+    get "/api/v1/safety/violations" => safety::violations, Any, "safety", safety::Violations, "Recent safety findings (since the process started) and counts per hour, as far as the caller may see";
+    get "/api/v1/breakers" => safety::breakers, Any, "health", safety::BreakerList, "Circuit breaker state per provider credential and model";
+    get "/api/v1/scheduler/jobs" => directory::jobs, Admin, "scheduler", List<crate::store::sql::JobStatus>, "Each job's last run, next run and last error";
+    post "/api/v1/scheduler/jobs/{name}/run" => directory::run_job, Admin, "scheduler", directory::JobRun, "Run a job now (rollups before reading usage, say)";
+}
+
+/// The schema of a response body, for the OpenAPI document.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+
+/// One page of a list: `{"items": [...], "nextCursor": ...}`.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "{T}List")]
+pub struct List<T> {
+    /// This page.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+impl<T: serde::Serialize> List<T> {
+    /// The page as a response.
+    pub(crate) fn response(items: Vec<T>, next_cursor: Option<String>) -> Response {
+        axum::response::IntoResponse::into_response(axum::Json(Self { items, next_cursor }))
+    }
 }
 
 /// Routes under `/api/v1`.
@@ -224,9 +252,10 @@ pub(crate) fn valid_name(s: &str) -> bool {
 }
 
 /// `limit` and `cursor` of a list request.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 pub struct Page {
     /// Items per page (1-500, default 100).
+    #[schemars(range(min = 1, max = 500))]
     pub limit: Option<usize>,
     /// Where the previous page ended (`nextCursor` of the previous answer).
     pub cursor: Option<String>,
@@ -241,11 +270,6 @@ pub fn paginate<T>(items: Vec<T>, page: &Page, key: impl Fn(&T) -> String) -> (V
     let rest: Vec<(String, T)> = keyed.into_iter().skip(start).collect();
     let next = (rest.len() > limit).then(|| rest[limit - 1].0.clone());
     (rest.into_iter().take(limit).map(|(_, t)| t).collect(), next)
-}
-
-/// A page as JSON.
-pub(crate) fn page_json<T: serde::Serialize>(items: &[T], next: Option<String>) -> Value {
-    json!({ "items": items, "nextCursor": next })
 }
 
 /// A query string parsed into `T`; a bad one is a 400 naming the parameter.

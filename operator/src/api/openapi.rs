@@ -34,6 +34,7 @@ pub fn document() -> Value {
     body("Agent", generator.subschema_for::<tollgate_crds::Agent>());
     body("Sandbox", generator.subschema_for::<tollgate_crds::Sandbox>());
     body("DataPlane", generator.subschema_for::<tollgate_crds::DataPlane>());
+    let responses: Vec<Value> = ROUTES.iter().map(|r| (r.response)(&mut generator).to_value()).collect();
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     schemas.insert(
         "Error".into(),
@@ -52,20 +53,9 @@ pub fn document() -> Value {
             }}
         }),
     );
-    schemas.insert(
-        "Page".into(),
-        json!({
-            "type": "object",
-            "required": ["items"],
-            "properties": {
-                "items": {"type": "array", "items": {}},
-                "nextCursor": {"type": "string", "nullable": true, "description": "Pass as `cursor` for the next page"}
-            }
-        }),
-    );
 
     let mut paths: Map<String, Value> = Map::new();
-    for r in ROUTES {
+    for (r, response) in ROUTES.iter().zip(responses) {
         let mut op = Map::new();
         op.insert("summary".into(), json!(r.summary));
         op.insert("tags".into(), json!([r.tag]));
@@ -77,9 +67,8 @@ pub fn document() -> Value {
             .into_iter()
             .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        if r.method == "GET" && is_list(r.path) {
-            params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}));
-            params.push(json!({"name": "cursor", "in": "query", "schema": {"type": "string"}}));
+        if r.method == "GET" {
+            params.extend(query_params(r.path));
         }
         if !params.is_empty() {
             op.insert("parameters".into(), Value::Array(params));
@@ -94,7 +83,7 @@ pub fn document() -> Value {
         let ok = if r.method == "POST" && !r.path.ends_with("/check") { "201" } else { "200" };
         responses.insert(
             ok.into(),
-            json!({"description": "Success", "content": {"application/json": {"schema": {}}}}),
+            json!({"description": "Success", "content": {"application/json": {"schema": response}}}),
         );
         let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         responses.insert("400".into(), error("Malformed input (the field is named in `param`)"));
@@ -148,17 +137,43 @@ fn path_params(path: &str) -> Vec<&str> {
     path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
 
-fn is_list(path: &str) -> bool {
-    matches!(
-        path,
+/// The query parameters of `GET path`, from the type its handler parses them into.
+fn query_params(path: &str) -> Vec<Value> {
+    fn of<T: schemars::JsonSchema>() -> Vec<Value> {
+        let schema = SchemaSettings::openapi3()
+            .with(|s| s.inline_subschemas = true)
+            .into_generator()
+            .into_root_schema_for::<T>()
+            .to_value();
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else { return Vec::new() };
+        props
+            .iter()
+            .map(|(name, p)| {
+                let mut p = p.clone();
+                let description = p.as_object_mut().and_then(|o| o.remove("description"));
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("nullable");
+                }
+                let mut param = json!({"name": name, "in": "query", "schema": p});
+                if let Some(d) = description {
+                    param["description"] = d;
+                }
+                param
+            })
+            .collect()
+    }
+    match path {
         "/api/v1/keys"
-            | "/api/v1/resources"
-            | "/api/v1/resources/{kind}"
-            | "/api/v1/users"
-            | "/api/v1/teams"
-            | "/api/v1/audit"
-            | "/api/v1/usage/requests"
-    )
+        | "/api/v1/resources"
+        | "/api/v1/resources/{kind}"
+        | "/api/v1/users"
+        | "/api/v1/teams" => of::<super::Page>(),
+        "/api/v1/audit" => of::<super::directory::AuditQuery>(),
+        "/api/v1/usage" => of::<super::usage::SummaryQuery>(),
+        "/api/v1/usage/requests" => of::<super::usage::RequestsQuery>(),
+        "/api/v1/safety/violations" => of::<super::safety::ViolationsQuery>(),
+        _ => Vec::new(),
+    }
 }
 
 fn request_body(method: &str, path: &str, bodies: &Map<String, Value>) -> Option<Value> {

@@ -17,14 +17,14 @@ use tollgate_dataplane::ApiError;
 use tollgate_dataplane::http::read_body;
 
 use super::{
-    ApiResult, Caller, ControlPlane, MAX_BODY, Page, api_error, audit, body, page_json, paginate, query,
-    respond, valid_name,
+    ApiResult, Caller, ControlPlane, List, MAX_BODY, Page, api_error, audit, body, paginate, query, respond,
+    valid_name,
 };
 use crate::config::{check, resource_id};
 use crate::store::{Kind, StoredResource, WriteMode};
 
 /// A resource as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceView {
     /// `IPToken`, `Budget`, ...
@@ -42,6 +42,35 @@ pub struct ResourceView {
     /// IPTokens: whether a provider key was given to the API (never the key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_key_set: Option<bool>,
+    /// IPTokens: when the provider key was last set or rotated (RFC 3339), if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_key_updated_at: Option<String>,
+}
+
+/// A deleted resource.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct DeletedResource {
+    /// What was deleted.
+    pub deleted: ResourceId,
+}
+
+/// A resource's identity.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ResourceId {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// `PUT .../iptokens/{ns}/{name}/key`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySet {
+    /// Always true: the key is stored (and never returned).
+    pub provider_key_set: bool,
 }
 
 fn kind_param(s: &str) -> Result<Kind, ApiError> {
@@ -71,17 +100,8 @@ fn document_of(r: &Resource) -> Value {
 async fn views(cp: &ControlPlane, kind: Option<Kind>) -> Result<Vec<ResourceView>, ApiError> {
     let mut out = Vec::new();
     for r in cp.config.files() {
-        let (k, namespace, name) = resource_id(&r);
-        if kind.is_none_or(|want| want == k) {
-            out.push(ResourceView {
-                kind: k,
-                namespace,
-                name,
-                source: "file",
-                generation: 0,
-                document: document_of(&r),
-                provider_key_set: None,
-            });
+        if kind.is_none_or(|want| want == resource_id(&r).0) {
+            out.push(file_view(&r));
         }
     }
     for s in cp.resources.list(kind).await.map_err(api_error)? {
@@ -93,16 +113,34 @@ async fn views(cp: &ControlPlane, kind: Option<Kind>) -> Result<Vec<ResourceView
     Ok(out)
 }
 
+/// A resource from a resource file (read-only here; its keys come from the secrets file).
+fn file_view(r: &Resource) -> ResourceView {
+    let (kind, namespace, name) = resource_id(r);
+    ResourceView {
+        kind,
+        namespace,
+        name,
+        source: "file",
+        generation: 0,
+        document: document_of(r),
+        provider_key_set: None,
+        provider_key_updated_at: None,
+    }
+}
+
 async fn stored_view(cp: &ControlPlane, s: StoredResource) -> Result<ResourceView, ApiError> {
-    let provider_key_set = match s.kind {
+    let key = match s.kind {
         Kind::IpToken => match secret_ref(&s.document) {
             Some((name, key)) => {
-                Some(cp.resources.has_provider_key(&s.namespace, &name, &key).await.map_err(api_error)?)
+                Some(cp.resources.provider_key(&s.namespace, &name, &key).await.map_err(api_error)?)
             }
             None => None,
         },
         _ => None,
     };
+    let provider_key_set = key.map(|k| k.is_some());
+    let provider_key_updated_at =
+        key.flatten().and_then(|k| k.updated_at_ms).and_then(tollgate_dataplane::budget::rfc3339);
     Ok(ResourceView {
         kind: s.kind,
         namespace: s.namespace,
@@ -111,6 +149,7 @@ async fn stored_view(cp: &ControlPlane, s: StoredResource) -> Result<ResourceVie
         generation: s.generation,
         document: s.document,
         provider_key_set,
+        provider_key_updated_at,
     })
 }
 
@@ -127,15 +166,7 @@ async fn find(
         .into_iter()
         .find(|r| resource_id(r) == (kind, namespace.to_owned(), name.to_owned()))
     {
-        return Ok(Some(ResourceView {
-            kind,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source: "file",
-            generation: 0,
-            document: document_of(&r),
-            provider_key_set: None,
-        }));
+        return Ok(Some(file_view(&r)));
     }
     match cp.resources.get(kind, namespace, name).await.map_err(api_error)? {
         Some(s) => Ok(Some(stored_view(cp, s).await?)),
@@ -179,7 +210,7 @@ async fn list_inner(cp: &ControlPlane, kind: Option<Kind>, uri: &Uri) -> ApiResu
     }
     let page = Page { limit: q.limit, cursor: q.cursor };
     let (items, next) = paginate(items, &page, |v| format!("{}/{}/{}", v.kind.as_str(), v.namespace, v.name));
-    Ok(axum::Json(page_json(&items, next)).into_response())
+    Ok(List::response(items, next))
 }
 
 pub async fn get(
@@ -394,8 +425,7 @@ pub async fn delete(
                 None,
             )
             .await;
-            Ok(axum::Json(json!({ "deleted": { "kind": kind, "namespace": namespace, "name": name } }))
-                .into_response())
+            Ok(axum::Json(DeletedResource { deleted: ResourceId { kind, namespace, name } }).into_response())
         }
         .await,
     )
@@ -458,7 +488,7 @@ pub async fn put_key(
                 Some(&json!({"secretRef": {"name": secret, "key": secret_key}})),
             )
             .await;
-            Ok(axum::Json(json!({ "providerKeySet": true })).into_response())
+            Ok(axum::Json(KeySet { provider_key_set: true }).into_response())
         }
         .await,
     )

@@ -3,16 +3,20 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Request, State};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tollgate_dataplane::budget::rfc3339;
 use tollgate_dataplane::http::{parse_json, read_body};
-use tollgate_dataplane::safety::{Outcome, Stage};
-use tollgate_dataplane::{ApiError, ApiFormat};
+use tollgate_dataplane::safety::log::FindingEvent;
+use tollgate_dataplane::safety::{Finding, Outcome, Stage};
+use tollgate_dataplane::{ApiError, ApiFormat, now_ms};
 
-use super::ControlPlane;
+use super::{Caller, ControlPlane, query, respond};
+use crate::store::sql::HOUR_MS;
 
 /// The request body.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -25,6 +29,30 @@ pub struct CheckRequest {
     /// `input` (default) or `output`.
     #[serde(default)]
     pub stage: Option<String>,
+}
+
+/// `POST /api/v1/safety/check`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct CheckResult {
+    /// The policy applied (`namespace/name`).
+    pub policy: String,
+    /// `allow`, `redact` or `block`.
+    pub outcome: &'static str,
+    /// For `redact`: the text as it would be sent on.
+    pub redacted: Option<Value>,
+    /// For `block`: why.
+    pub violation: Option<ViolationView>,
+    /// Every rule that matched, with where (byte offsets into the text).
+    pub findings: Vec<Finding>,
+}
+
+/// The finding that blocked.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ViolationView {
+    /// What the caller would be told.
+    pub message: String,
+    /// The rule.
+    pub rule: String,
 }
 
 pub async fn check(State(cp): State<Arc<ControlPlane>>, request: Request) -> Response {
@@ -54,19 +82,153 @@ pub async fn check(State(cp): State<Arc<ControlPlane>>, request: Request) -> Res
             .ok_or_else(|| ApiError::not_found("policy_not_found", format!("no SafetyPolicy {id:?}")))?;
         let verdict = policy.check_text(&req.text, stage);
         let (outcome, redacted, violation) = match verdict.outcome {
-            Outcome::Allow => ("allow", Value::Null, Value::Null),
-            Outcome::Redact(v) => ("redact", v, Value::Null),
-            Outcome::Block(v) => ("block", Value::Null, json!({ "message": v.message(), "rule": v.rule })),
+            Outcome::Allow => ("allow", None, None),
+            Outcome::Redact(v) => ("redact", Some(v), None),
+            Outcome::Block(v) => {
+                ("block", None, Some(ViolationView { message: v.message(), rule: v.rule.to_string() }))
+            }
         };
-        Ok(Json(json!({
-            "policy": id,
-            "outcome": outcome,
-            "redacted": redacted,
-            "violation": violation,
-            "findings": verdict.findings,
-        }))
-        .into_response())
+        Ok(Json(CheckResult { policy: id, outcome, redacted, violation, findings: verdict.findings })
+            .into_response())
     }
     .await;
     result.unwrap_or_else(|e| e.into_response(ApiFormat::OpenAi))
+}
+
+/// `GET /api/v1/safety/violations` parameters.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ViolationsQuery {
+    /// Start, RFC 3339, a date or epoch ms (default: 24 hours ago).
+    from: Option<String>,
+    /// End, exclusive (default: now).
+    to: Option<String>,
+    /// Events listed at most (1-500, default 100); `byHour` and `total` count them all.
+    #[schemars(range(min = 1, max = 500))]
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/safety/violations`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Violations {
+    /// The newest findings in the range.
+    pub items: Vec<FindingEvent>,
+    /// Findings per hour in the range (hours without any are left out), oldest first.
+    pub by_hour: Vec<HourCount>,
+    /// Findings in the range.
+    pub total: usize,
+}
+
+/// Findings in one hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct HourCount {
+    /// The hour's start (RFC 3339).
+    pub key: String,
+    /// Findings.
+    pub count: usize,
+}
+
+/// Counts per hour of `events` (any order), oldest hour first.
+pub fn per_hour(events: &[FindingEvent]) -> Vec<HourCount> {
+    let mut hours: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
+    for e in events {
+        *hours.entry(e.ts_ms.div_euclid(HOUR_MS) * HOUR_MS).or_default() += 1;
+    }
+    hours
+        .into_iter()
+        .filter_map(|(start, count)| rfc3339(start).map(|key| HourCount { key, count }))
+        .collect()
+}
+
+pub async fn violations(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Response {
+    respond(
+        async {
+            let q: ViolationsQuery = query(&uri)?;
+            let now = now_ms();
+            let to_ms = super::usage::time_param("to", q.to.as_deref(), now + 1)?;
+            let from_ms = super::usage::time_param("from", q.from.as_deref(), now - 24 * HOUR_MS)?;
+            if from_ms >= to_ms {
+                return Err(ApiError::invalid("from must be before to", Some("from".into())));
+            }
+            let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+            let visible = caller.visible_subjects(&resources).map(|(principals, _)| principals);
+            let events = cp.gateway.shared().findings.newest_first(|e| {
+                e.ts_ms >= from_ms
+                    && e.ts_ms < to_ms
+                    && visible.as_ref().is_none_or(|v| match (&e.principal_kind, &e.principal_name) {
+                        (Some(k), Some(n)) => v.contains(&(k.clone(), n.clone())),
+                        _ => false,
+                    })
+            });
+            let by_hour = per_hour(&events);
+            let total = events.len();
+            let limit = q.limit.unwrap_or(100).clamp(1, 500);
+            let items = events.into_iter().take(limit).collect();
+            Ok(Json(Violations { items, by_hour, total }).into_response())
+        }
+        .await,
+    )
+}
+
+/// `GET /api/v1/breakers`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BreakerList {
+    /// Every breaker that has seen a call since the process started.
+    pub items: Vec<BreakerView>,
+}
+
+/// One circuit breaker.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerView {
+    /// The IPToken (`namespace/name`).
+    pub ip_token: String,
+    /// The model.
+    pub model: String,
+    /// `closed` (calls go through), `open` (none do) or `half_open` (probes only).
+    pub state: &'static str,
+}
+
+pub async fn breakers(State(cp): State<Arc<ControlPlane>>) -> Response {
+    let states = cp.gateway.shared().breakers.states(std::time::Instant::now());
+    let items = states
+        .into_iter()
+        .map(|(ip_token, model, state)| BreakerView { ip_token, model, state: state.as_str() })
+        .collect();
+    Json(BreakerList { items }).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_dataplane::safety::{Category, Stage};
+
+    fn event(ts_ms: i64) -> FindingEvent {
+        FindingEvent {
+            ts_ms,
+            request_id: "r".into(),
+            principal_kind: None,
+            principal_name: None,
+            policy: "default/p".into(),
+            rule: "pii.email".into(),
+            category: Category::Pii,
+            stage: Stage::Input,
+            action: tollgate_crds::safety::Action::Block,
+            audit: false,
+        }
+    }
+
+    #[test]
+    fn counts_per_hour_oldest_first() {
+        let h = HOUR_MS;
+        let events = [event(5 * h + 10), event(3 * h), event(5 * h), event(3 * h + h - 1)];
+        let counts: Vec<usize> = per_hour(&events).iter().map(|c| c.count).collect();
+        assert_eq!(counts, vec![2, 2]);
+        assert_eq!(per_hour(&events)[0].key, "1970-01-01T03:00:00Z");
+    }
 }

@@ -8,15 +8,15 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use tollgate_dataplane::store::{RequestOutcome, RequestQuery};
 use tollgate_dataplane::{ApiError, now_ms};
 
-use super::{Caller, ControlPlane, api_error, query, respond};
-use crate::store::sql::{DAY_MS, GroupBy, UsageFilter};
+use super::{Caller, ControlPlane, List, api_error, query, respond};
+use crate::store::sql::{DAY_MS, GroupBy, UsageFilter, UsageTotals};
 
 /// `GET /api/v1/usage` parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// `principal`, `team`, `model`, `provider`, `day` or `hour` (absent: one total).
@@ -37,7 +37,7 @@ pub struct SummaryQuery {
     me: Option<String>,
 }
 
-fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError> {
+pub(crate) fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError> {
     let Some(s) = v else { return Ok(default) };
     s.parse::<i64>()
         .ok()
@@ -130,6 +130,22 @@ async fn scoped_filter(
     Ok(filter)
 }
 
+/// `GET /api/v1/usage`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct UsageSummary {
+    /// Start of the range (RFC 3339).
+    pub from: Option<String>,
+    /// End of the range, exclusive (RFC 3339).
+    pub to: Option<String>,
+    /// What the groups are by, if anything.
+    pub by: Option<String>,
+    /// One entry per group (`key`: the principal, team, model, provider, or the day's or
+    /// hour's start in RFC 3339), largest cost first or in time order.
+    pub groups: Vec<UsageTotals>,
+    /// Everything in the range.
+    pub total: UsageTotals,
+}
+
 pub async fn summary(
     State(cp): State<Arc<ControlPlane>>,
     Extension(caller): Extension<Caller>,
@@ -143,37 +159,46 @@ pub async fn summary(
             let groups = cp.sql.usage(&filter, by).await.map_err(api_error)?;
             let total =
                 cp.sql.usage(&filter, None).await.map_err(api_error)?.into_iter().next().unwrap_or_default();
-            let groups: Vec<serde_json::Value> = groups
+            let groups: Vec<UsageTotals> = groups
                 .into_iter()
-                .map(|g| {
-                    let mut v = serde_json::to_value(&g).unwrap_or_default();
+                .map(|mut g| {
                     if matches!(by, Some(GroupBy::Day | GroupBy::Hour))
-                        && let Ok(ms) = g.key.parse::<i64>()
+                        && let Some(t) =
+                            g.key.parse::<i64>().ok().and_then(tollgate_dataplane::budget::rfc3339)
                     {
-                        v["key"] = json!(tollgate_dataplane::budget::rfc3339(ms));
+                        g.key = t;
                     }
-                    v
+                    g
                 })
                 .collect();
-            Ok(axum::Json(json!({
-                "from": tollgate_dataplane::budget::rfc3339(filter.from_ms),
-                "to": tollgate_dataplane::budget::rfc3339(filter.to_ms),
-                "by": q.by,
-                "groups": groups,
-                "total": total,
-            }))
+            Ok(axum::Json(UsageSummary {
+                from: tollgate_dataplane::budget::rfc3339(filter.from_ms),
+                to: tollgate_dataplane::budget::rfc3339(filter.to_ms),
+                by: q.by,
+                groups,
+                total,
+            })
             .into_response())
         }
         .await,
     )
 }
 
-/// `GET /api/v1/usage/requests?limit&cursor`.
-#[derive(Debug, Default, Deserialize)]
+/// `GET /api/v1/usage/requests` parameters.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RequestsQuery {
+pub struct RequestsQuery {
+    /// Rows per page (1-500, default 100).
+    #[schemars(range(min = 1, max = 500))]
     limit: Option<usize>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
+    /// Only this principal, `kind/name` (or a developer's name).
+    principal: Option<String>,
+    /// Only this model.
+    model: Option<String>,
+    /// `ok` (status below 400) or `error`.
+    outcome: Option<RequestOutcome>,
 }
 
 pub async fn requests(
@@ -184,28 +209,40 @@ pub async fn requests(
     respond(
         async {
             let q: RequestsQuery = query(&uri)?;
-            let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+            let limit = q.limit.unwrap_or(100).clamp(1, 500);
+            let before_id = match q.cursor.as_deref() {
+                None => None,
+                Some(c) => Some(c.parse::<i64>().map_err(|_| {
+                    ApiError::invalid(
+                        "cursor must be the nextCursor of a previous page",
+                        Some("cursor".into()),
+                    )
+                })?),
+            };
             let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
-            let visible = caller.visible_subjects(&resources);
-            // The request log is recent metadata; scoping happens on the page read.
-            let rows = cp.store.recent_usage(10_000).await.map_err(|e| super::storage(&e))?;
-            let mut items: Vec<_> = rows
-                .into_iter()
-                .filter(|r| match &visible {
-                    None => true,
-                    Some((principals, _)) => r
-                        .principal_name
-                        .as_ref()
-                        .is_some_and(|n| principals.iter().any(|(_, name)| name == n)),
-                })
-                .collect();
-            if let Some(c) = &q.cursor {
-                let at = items.iter().position(|r| &r.request_id == c).map_or(items.len(), |i| i + 1);
-                items.drain(..at);
-            }
-            let next = (items.len() > limit).then(|| items[limit - 1].request_id.clone());
+            let visible = caller.visible_subjects(&resources).map(|(principals, _)| principals);
+            let asked = q.principal.as_deref().map(principal_param);
+            let principals = match (asked, visible) {
+                (Some(p), Some(v)) if !v.contains(&p) => {
+                    return Err(ApiError::forbidden(
+                        "not_visible",
+                        "those requests are not yours or under a budget you own",
+                    ));
+                }
+                (Some(p), _) => Some(vec![p]),
+                (None, v) => v.map(|v| v.into_iter().collect()),
+            };
+            let request = RequestQuery {
+                principals,
+                model: q.model,
+                outcome: q.outcome,
+                before_id,
+                limit: i64::try_from(limit).unwrap_or(100) + 1,
+            };
+            let mut items = cp.store.usage_page(&request).await.map_err(|e| super::storage(&e))?;
+            let next = (items.len() > limit).then(|| items[limit - 1].id.to_string());
             items.truncate(limit);
-            Ok(axum::Json(json!({ "items": items, "nextCursor": next })).into_response())
+            Ok(List::response(items, next))
         }
         .await,
     )

@@ -8,7 +8,7 @@ use kube_client::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, Patc
 use kube_client::core::ApiResource;
 use serde_json::Value;
 
-use super::{Kind, ResourceStore, StoredResource, WriteMode};
+use super::{KeyState, Kind, ResourceStore, StoredResource, WriteMode};
 use crate::error::{Error, Result};
 
 /// The field manager of writes made through the admin API.
@@ -182,10 +182,17 @@ impl ResourceStore for KubeStore {
         Ok(())
     }
 
-    async fn has_provider_key(&self, namespace: &str, secret: &str, key: &str) -> Result<bool> {
+    async fn provider_key(&self, namespace: &str, secret: &str, key: &str) -> Result<Option<KeyState>> {
         use k8s_openapi::api::core::v1::Secret;
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        Ok(api.get_opt(secret).await?.is_some_and(|s| s.data.is_some_and(|d| d.contains_key(key))))
+        let Some(s) = api.get_opt(secret).await? else { return Ok(None) };
+        if !s.data.as_ref().is_some_and(|d| d.contains_key(key)) {
+            return Ok(None);
+        }
+        // The newest write any field manager made, else the creation time.
+        let written = s.metadata.managed_fields.iter().flatten().filter_map(|m| m.time.as_ref()).max();
+        let at = written.or(s.metadata.creation_timestamp.as_ref());
+        Ok(Some(KeyState { updated_at_ms: at.map(|t| t.0.as_millisecond()) }))
     }
 
     async fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<StoredResource>> {

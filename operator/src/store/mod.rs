@@ -15,7 +15,9 @@ use serde_json::Value;
 use crate::error::Result;
 
 /// A kind of Tollgate resource, as the admin API names it in paths (`iptokens`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Kind {
     /// `IPToken`.
     #[serde(rename = "IPToken")]
@@ -120,8 +122,15 @@ pub trait ResourceStore: Send + Sync + std::fmt::Debug {
     /// Stores a provider key where the gateways read it (the database standalone; a Secret
     /// in the token's namespace in Kubernetes). Write-only: nothing reads it back.
     async fn put_provider_key(&self, namespace: &str, secret: &str, key: &str, value: &str) -> Result<()>;
-    /// Whether a provider key is stored (never its value).
-    async fn has_provider_key(&self, namespace: &str, secret: &str, key: &str) -> Result<bool>;
+    /// Whether a provider key is stored and when it was last set (never its value).
+    async fn provider_key(&self, namespace: &str, secret: &str, key: &str) -> Result<Option<KeyState>>;
+}
+
+/// What is shown about a stored provider key: that it exists, and when it last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyState {
+    /// When it was last set (epoch ms), if the store knows.
+    pub updated_at_ms: Option<i64>,
 }
 
 #[cfg(test)]

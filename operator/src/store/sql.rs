@@ -10,7 +10,7 @@ use sqlx::Row;
 use tollgate_dataplane::secrets::SecretString;
 use tollgate_dataplane::store::Store;
 
-use super::{Kind, ResourceStore, StoredResource, WriteMode};
+use super::{KeyState, Kind, ResourceStore, StoredResource, WriteMode};
 use crate::error::{Error, Result};
 
 /// Runs the same code against whichever pool the store holds.
@@ -30,7 +30,7 @@ pub struct SqlStore {
 }
 
 /// A user the admin registered (roles are carried by keys; this is the directory).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// The developer name keys are issued for.
@@ -44,7 +44,7 @@ pub struct User {
 }
 
 /// A team and its members.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Team {
     /// The team's name (budget subjects and keys use it).
@@ -54,7 +54,7 @@ pub struct Team {
 }
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// Increasing id (pagination cursor).
@@ -73,6 +73,17 @@ pub struct AuditEntry {
     pub after: Option<Value>,
 }
 
+/// Which audit entries to read (absent: any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Exactly this action (`create`, `issue-key`, ...).
+    pub action: Option<String>,
+    /// Actors containing this text.
+    pub actor: Option<String>,
+    /// Targets containing this text.
+    pub target: Option<String>,
+}
+
 /// A developer's preferences.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -86,7 +97,7 @@ pub struct Preferences {
 }
 
 /// A scheduler job's bookkeeping.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
     /// The job.
@@ -106,7 +117,7 @@ pub struct JobStatus {
 }
 
 /// Usage sums for one group.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageTotals {
     /// The group's key (`alice`, `gpt-4o`, `2026-11-27`, ...); empty for the grand total.
@@ -208,13 +219,15 @@ impl SqlStore {
         Ok(out)
     }
 
-    /// Whether a provider key is set (for showing `keySet: true`, never the value).
-    pub async fn has_secret(&self, name: &str, key: &str) -> Result<bool> {
-        let sql = "SELECT COUNT(*) AS n FROM provider_secrets WHERE name = $1 AND secret_key = $2";
-        let n: i64 = with_pool!(&self.store, pool => {
-            sqlx::query(sql).bind(name).bind(key).fetch_one(pool).await?.try_get("n")?
-        });
-        Ok(n > 0)
+    /// When a provider key was last set, if it is (never the value).
+    pub async fn secret_updated_at(&self, name: &str, key: &str) -> Result<Option<i64>> {
+        let sql = "SELECT updated_at_ms FROM provider_secrets WHERE name = $1 AND secret_key = $2";
+        Ok(with_pool!(&self.store, pool => {
+            match sqlx::query(sql).bind(name).bind(key).fetch_optional(pool).await? {
+                Some(row) => Some(row.try_get("updated_at_ms")?),
+                None => None,
+            }
+        }))
     }
 
     // --- users and teams --------------------------------------------------------------
@@ -400,12 +413,39 @@ impl SqlStore {
     }
 
     /// Audit entries newest first, older than `before_id` when given.
-    pub async fn audit_log(&self, limit: i64, before_id: Option<i64>) -> Result<Vec<AuditEntry>> {
+    pub async fn audit_log(
+        &self,
+        limit: i64,
+        before_id: Option<i64>,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditEntry>> {
+        // An empty filter value matches everything: `$3 = ''` short-circuits.
         let sql = "SELECT id, ts_ms, actor, action, target, before_doc, after_doc FROM audit_log \
-                   WHERE id < $1 ORDER BY id DESC LIMIT $2";
+                   WHERE id < $1 AND ($3 = '' OR action = $3) AND ($4 = '' OR actor LIKE $5 ESCAPE '\\') \
+                   AND ($6 = '' OR target LIKE $7 ESCAPE '\\') ORDER BY id DESC LIMIT $2";
+        let like = |s: &Option<String>| {
+            s.as_deref().map_or(String::new(), |s| {
+                format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+            })
+        };
+        let (action, actor, target) = (
+            filter.action.clone().unwrap_or_default(),
+            filter.actor.clone().unwrap_or_default(),
+            filter.target.clone().unwrap_or_default(),
+        );
         Ok(with_pool!(&self.store, pool => {
             let mut out = Vec::new();
-            for row in sqlx::query(sql).bind(before_id.unwrap_or(i64::MAX)).bind(limit).fetch_all(pool).await? {
+            let rows = sqlx::query(sql)
+                .bind(before_id.unwrap_or(i64::MAX))
+                .bind(limit)
+                .bind(&action)
+                .bind(&actor)
+                .bind(like(&filter.actor))
+                .bind(&target)
+                .bind(like(&filter.target))
+                .fetch_all(pool)
+                .await?;
+            for row in rows {
                 let before: Option<String> = row.try_get("before_doc")?;
                 let after: Option<String> = row.try_get("after_doc")?;
                 out.push(AuditEntry {
@@ -730,8 +770,8 @@ impl ResourceStore for SqlStore {
         self.put_secret(secret, key, value, tollgate_dataplane::now_ms()).await
     }
 
-    async fn has_provider_key(&self, _namespace: &str, secret: &str, key: &str) -> Result<bool> {
-        self.has_secret(secret, key).await
+    async fn provider_key(&self, _namespace: &str, secret: &str, key: &str) -> Result<Option<KeyState>> {
+        Ok(self.secret_updated_at(secret, key).await?.map(|at| KeyState { updated_at_ms: Some(at) }))
     }
 
     async fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<Option<StoredResource>> {

@@ -319,7 +319,11 @@ async fn run(
                 }
             }
         };
-        shared.report_findings(&ctx.request_id, &verdict.findings);
+        shared.report_findings(
+            &ctx.request_id,
+            Some((key.principal.kind.as_str(), &key.principal.name)),
+            &verdict.findings,
+        );
         match verdict.outcome {
             crate::safety::Outcome::Allow => {}
             crate::safety::Outcome::Redact(redacted) => value = redacted,

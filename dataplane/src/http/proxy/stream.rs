@@ -65,6 +65,7 @@ pub(super) fn stream_response(
     let model = ctx.model.clone().unwrap_or_default();
     let span = ctx.span.clone();
     let request_id = ctx.request_id.clone();
+    let principal = record.principal_kind.clone().zip(record.principal_name.clone());
     let mut extras = extras;
     let guard = extras.guard.take();
     let task = async move {
@@ -85,7 +86,8 @@ pub(super) fn stream_response(
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
         if let Some(g) = &pump.guard {
-            shared.report_findings(&request_id, &g.findings);
+            let principal = principal.as_ref().map(|(k, n)| (k.as_str(), n.as_str()));
+            shared.report_findings(&request_id, principal, &g.findings);
         }
         if let Some(at) = pump.first_content {
             shared.metrics.time_to_first_token(&model, at.saturating_duration_since(started));

@@ -433,7 +433,8 @@ async fn finish_json(
             let _s = ctx.span.safety(SafetyStage::Output).entered();
             policy.check_response(&answer, ctx.endpoint.wire())
         };
-        shared.report_findings(&ctx.request_id, &verdict.findings);
+        let principal = ctx.key.as_ref().map(|k| (k.principal.kind.as_str(), k.principal.name.as_str()));
+        shared.report_findings(&ctx.request_id, principal, &verdict.findings);
         match verdict.outcome {
             crate::safety::Outcome::Allow => {}
             crate::safety::Outcome::Redact(redacted) => {
