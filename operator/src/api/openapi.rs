@@ -80,11 +80,20 @@ pub fn document() -> Value {
             );
         }
         let mut responses = Map::new();
-        let ok = if r.method == "POST" && !r.path.ends_with("/check") { "201" } else { "200" };
-        responses.insert(
-            ok.into(),
-            json!({"description": "Success", "content": {"application/json": {"schema": response}}}),
-        );
+        // POST creates (201), except actions (`/check`, `/run`), which answer 200.
+        let action = r.path.ends_with("/check") || r.path.ends_with("/run");
+        let ok = if r.method == "POST" && !action { "201" } else { "200" };
+        let success = json!({"description": "Success", "content": {"application/json": {"schema": response}}});
+        // Create-or-replace endpoints answer 201 for a new item and 200 for a replaced one.
+        if matches!(
+            (r.method, r.path),
+            ("PUT", "/api/v1/resources/{kind}/{namespace}/{name}") | ("POST", "/api/v1/users")
+        ) {
+            responses.insert("200".into(), success.clone());
+            responses.insert("201".into(), success);
+        } else {
+            responses.insert(ok.into(), success);
+        }
         let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         responses.insert("400".into(), error("Malformed input (the field is named in `param`)"));
         if r.access != Access::Public {
