@@ -150,11 +150,8 @@ pub async fn violations(
         async {
             let q: ViolationsQuery = query(&uri)?;
             let now = now_ms();
-            let to_ms = super::usage::time_param("to", q.to.as_deref(), now + 1)?;
-            let from_ms = super::usage::time_param("from", q.from.as_deref(), now - 24 * HOUR_MS)?;
-            if from_ms >= to_ms {
-                return Err(ApiError::invalid("from must be before to", Some("from".into())));
-            }
+            let (from_ms, to_ms) =
+                super::usage::time_range(q.from.as_deref(), q.to.as_deref(), now, 24 * HOUR_MS)?;
             let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
             let visible = caller.visible_subjects(&resources).map(|(principals, _)| principals);
             let events = cp.gateway.shared().findings.newest_first(|e| {

@@ -37,7 +37,23 @@ pub struct SummaryQuery {
     me: Option<String>,
 }
 
-pub(crate) fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError> {
+/// `[from, to)` in epoch ms from the `from` and `to` parameters; by default the `span`
+/// before `now`. A range that is empty or backwards is a 400 naming `from`.
+pub(crate) fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: i64,
+    span: i64,
+) -> Result<(i64, i64), ApiError> {
+    let to_ms = time_param("to", to, now + 1)?;
+    let from_ms = time_param("from", from, now - span)?;
+    if from_ms >= to_ms {
+        return Err(ApiError::invalid("from must be before to", Some("from".into())));
+    }
+    Ok((from_ms, to_ms))
+}
+
+fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError> {
     let Some(s) = v else { return Ok(default) };
     s.parse::<i64>()
         .ok()
@@ -87,11 +103,7 @@ async fn scoped_filter(
     q: &SummaryQuery,
 ) -> Result<UsageFilter, ApiError> {
     let now = now_ms();
-    let to_ms = time_param("to", q.to.as_deref(), now + 1)?;
-    let from_ms = time_param("from", q.from.as_deref(), now - 30 * DAY_MS)?;
-    if from_ms >= to_ms {
-        return Err(ApiError::invalid("from must be before to", Some("from".into())));
-    }
+    let (from_ms, to_ms) = time_range(q.from.as_deref(), q.to.as_deref(), now, 30 * DAY_MS)?;
     let mut filter = UsageFilter {
         from_ms,
         to_ms,
