@@ -83,7 +83,8 @@ pub fn document() -> Value {
         // POST creates (201), except actions (`/check`, `/run`), which answer 200.
         let action = r.path.ends_with("/check") || r.path.ends_with("/run");
         let ok = if r.method == "POST" && !action { "201" } else { "200" };
-        let success = json!({"description": "Success", "content": {"application/json": {"schema": response}}});
+        let success =
+            json!({"description": "Success", "content": {"application/json": {"schema": response}}});
         // Create-or-replace endpoints answer 201 for a new item and 200 for a replaced one.
         if matches!(
             (r.method, r.path),
