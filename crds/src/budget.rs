@@ -195,6 +195,26 @@ pub enum BudgetPeriod {
 
 const EXPECTED: &str = "expected daily, weekly, monthly, total, or a duration such as \"90s\", \"30m\", \"6h\", \"2d\" or \"1w\"";
 
+/// The spec's spelling: `daily`, `weekly`, `monthly`, `total`, or a duration in the
+/// largest unit that divides it (`6h`, `90s`, `1w`); parses back to the same period.
+impl std::fmt::Display for BudgetPeriod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Daily => f.write_str("daily"),
+            Self::Weekly => f.write_str("weekly"),
+            Self::Monthly => f.write_str("monthly"),
+            Self::Total => f.write_str("total"),
+            Self::EverySeconds(s) => {
+                let (n, unit) = [(604_800, "w"), (86_400, "d"), (3_600, "h"), (60, "m")]
+                    .iter()
+                    .find(|(size, _)| s % size == 0)
+                    .map_or((*s, "s"), |(size, unit)| (s / size, *unit));
+                write!(f, "{n}{unit}")
+            }
+        }
+    }
+}
+
 impl std::str::FromStr for BudgetPeriod {
     type Err = String;
 
@@ -277,6 +297,16 @@ impl std::str::FromStr for OnExhausted {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn periods_display_as_the_spec_writes_them_and_parse_back() {
+        for text in ["daily", "weekly", "monthly", "total", "6h", "90s", "1w", "2d", "30m"] {
+            let p: BudgetPeriod = text.parse().unwrap();
+            assert_eq!(p.to_string(), text);
+        }
+        assert_eq!(BudgetPeriod::EverySeconds(7_200).to_string(), "2h");
+    }
+
     use super::*;
 
     #[test]

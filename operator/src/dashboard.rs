@@ -50,11 +50,18 @@ async fn serve(dir: Option<&Path>, request: Request) -> Response {
         return tollgate_dataplane::http::not_found(request).await;
     }
     let Some(dir) = dir else { return not_built() };
-    let index = dir.join("index.html");
-    let files = ServeDir::new(dir).fallback(ServeFile::new(&index));
-    let mut response = match files.oneshot(request).await {
-        Ok(r) => r.into_response(),
-        Err(e) => match e {},
+    // Page paths get the app; a missing file (an asset, anything with an extension) is a
+    // 404, not the app's HTML under a script's name.
+    let mut response = if is_file_path(&path) {
+        match ServeDir::new(dir).oneshot(request).await {
+            Ok(r) => r.into_response(),
+            Err(e) => match e {},
+        }
+    } else {
+        match ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))).oneshot(request).await {
+            Ok(r) => r.into_response(),
+            Err(e) => match e {},
+        }
     };
     let cache = if path.starts_with("/assets/") && response.status() == StatusCode::OK {
         "public, max-age=31536000, immutable"
@@ -67,6 +74,12 @@ async fn serve(dir: Option<&Path>, request: Request) -> Response {
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response
+}
+
+/// Whether `path` names a file (under `/assets/`, or with an extension in its last
+/// segment) rather than a page of the app.
+fn is_file_path(path: &str) -> bool {
+    path.starts_with("/assets/") || path.rsplit('/').next().is_some_and(|last| last.contains('.'))
 }
 
 fn not_built() -> Response {
@@ -108,6 +121,12 @@ mod tests {
             assert_eq!((status, body.as_str()), (StatusCode::OK, "<div id=app></div>"), "{page}");
             assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
             assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
+        }
+
+        for missing in ["/assets/app-0000.js", "/favicon.ico"] {
+            let (status, _, body) = get(&router, missing).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+            assert!(!body.contains("id=app"), "{missing}");
         }
 
         let (status, _, body) = get(&router, "/api/v1/nope").await;

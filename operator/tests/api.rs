@@ -332,6 +332,7 @@ both!(resources_are_validated_stored_applied_and_audited, |app| Box::pin(async m
         "spec": {"subject": {"kind": "team", "name": "x"}, "limit": "5", "period": "daily", "parent": "missing"}});
     let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/resources/budgets", Some(orphan)).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["param"], "spec.parent", "the field is named for forms: {v}");
     let (s, _) = call(&app, Some("admin"), "GET", "/api/v1/resources/budgets/default/orphan", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 

@@ -514,10 +514,42 @@ fn domain_char(c: u8) -> bool {
 
 const NOT_TLDS: &[&str] = &["png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tiff"];
 
+/// The character ending at byte `end` of the UTF-8 text `b`, and where it starts.
+fn char_before(b: &[u8], end: usize) -> Option<(char, usize)> {
+    let mut start = end.checked_sub(1)?;
+    while start > 0 && b[start] & 0xC0 == 0x80 {
+        start -= 1;
+    }
+    let c = std::str::from_utf8(&b[start..end]).ok()?.chars().next()?;
+    Some((c, start))
+}
+
+/// The character starting at byte `at` of the UTF-8 text `b`, and where it ends.
+fn char_at(b: &[u8], at: usize) -> Option<(char, usize)> {
+    let len = match *b.get(at)? {
+        c if c < 0x80 => 1,
+        c if c >= 0xF0 => 4,
+        c if c >= 0xE0 => 3,
+        _ => 2,
+    };
+    let c = std::str::from_utf8(b.get(at..at + len)?).ok()?.chars().next()?;
+    Some((c, at + len))
+}
+
+/// Internationalised addresses (RFC 6531): letters and digits of any script count in the
+/// local part and the domain, so `jürgen@bücher.de` is found whole, never in part.
+fn unicode_word(c: char) -> bool {
+    !c.is_ascii() && c.is_alphanumeric()
+}
+
 fn email(b: &[u8], at: usize, out: &mut Vec<Hit>) {
     let mut start = at;
-    while start > 0 && at - start < 64 && local_char(b[start - 1]) {
-        start -= 1;
+    while let Some((c, s)) = char_before(b, start) {
+        let local = u8::try_from(c).is_ok_and(local_char) || unicode_word(c);
+        if !local || at - s > 64 {
+            break;
+        }
+        start = s;
     }
     while start < at && b[start] == b'.' {
         start += 1;
@@ -529,7 +561,13 @@ fn email(b: &[u8], at: usize, out: &mut Vec<Hit>) {
     {
         return;
     }
-    let mut end = run_end(b, at + 1, domain_char).min(at + 1 + 253);
+    let mut end = at + 1;
+    while let Some((c, e)) = char_at(b, end) {
+        if !(u8::try_from(c).is_ok_and(domain_char) || unicode_word(c)) || e > at + 1 + 253 {
+            break;
+        }
+        end = e;
+    }
     while end > at + 1 && (b[end - 1] == b'.' || b[end - 1] == b'-') {
         end -= 1;
     }
@@ -551,7 +589,9 @@ fn email(b: &[u8], at: usize, out: &mut Vec<Hit>) {
         }
     }
     let tld = labels[labels.len() - 1];
-    if tld.len() < 2 || tld.len() > 24 || !tld.iter().all(u8::is_ascii_alphabetic) {
+    let tld_ok = std::str::from_utf8(tld)
+        .is_ok_and(|t| (2..=24).contains(&t.chars().count()) && t.chars().all(char::is_alphabetic));
+    if !tld_ok {
         return;
     }
     if NOT_TLDS.iter().any(|t| tld.eq_ignore_ascii_case(t.as_bytes())) {
@@ -1636,6 +1676,13 @@ mod tests {
         none("follow @rustlang and @user on social");
         none("git@github.com:org/repo.git");
         none("icon@2x.png and user@localhost and pkg@1.2.3");
+        // Internationalised addresses are found whole: no part of them is left out.
+        one("schreib an jürgen@example.com bitte", "pii.email", "jürgen@example.com");
+        one("mail “zoë@bücher.de” now", "pii.email", "zoë@bücher.de");
+        one("почта: иван@пример.рф", "pii.email", "иван@пример.рф");
+        // The 64-byte local-part limit never cuts a character in two.
+        let long = format!("{}@example.com", "ü".repeat(40));
+        assert!(!found(&long).is_empty(), "found, and sliced on character boundaries");
     }
 
     #[test]

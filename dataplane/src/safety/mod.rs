@@ -56,7 +56,7 @@ pub enum SafetyError {
 pub type Result<T, E = SafetyError> = std::result::Result<T, E>;
 
 /// Which way the text flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// The request, to the model.

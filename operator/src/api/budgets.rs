@@ -24,7 +24,7 @@ pub struct BudgetView {
     pub subject: SubjectView,
     /// `hard` (refuses beyond the limit) or `soft` (alerts only).
     pub enforcement: &'static str,
-    /// The period (`Daily`, `Monthly`, ...).
+    /// The period as the spec writes it (`daily`, `monthly`, `6h`, ...).
     pub period: String,
     /// The limit in USD (display).
     pub limit: String,
@@ -112,7 +112,7 @@ async fn views(cp: &ControlPlane, caller: &Caller, only: Option<&str>) -> Result
             name: s.id,
             subject: SubjectView { kind: s.subject_kind.as_str().to_owned(), name: s.subject_name },
             enforcement: if s.hard { "hard" } else { "soft" },
-            period: format!("{:?}", b.period),
+            period: b.period.to_string(),
             limit: format_usd(s.limit_micros),
             spent: format_usd(s.spent_micros),
             reserved: format_usd(s.reserved_micros),

@@ -106,11 +106,13 @@ pub async fn list(
 ) -> Response {
     respond(
         async {
-            let page: Page = query(&uri)?;
+            let q: KeysQuery = query(&uri)?;
+            let page = Page { limit: q.limit, cursor: q.cursor };
+            let me = &caller.key.principal;
             let keys = cp.gateway.keys().list().await.map_err(|e| storage(&e))?;
+            let keys = keys.into_iter().filter(|k| q.mine != Some(true) || principal_eq(&k.principal, me));
             let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
             let visible: Vec<KeyRecord> = keys
-                .into_iter()
                 .filter(|k| {
                     let p = &k.principal;
                     caller.may_see_principal(&resources, p.kind.as_str(), &p.name, p.team.as_deref())
@@ -121,6 +123,23 @@ pub async fn list(
         }
         .await,
     )
+}
+
+/// `GET /api/v1/keys` parameters.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeysQuery {
+    /// Keys per page (1-500, default 100).
+    #[schemars(range(min = 1, max = 500))]
+    limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+    /// Only the caller's own keys (same principal kind and name).
+    mine: Option<bool>,
+}
+
+fn principal_eq(a: &Principal, b: &Principal) -> bool {
+    a.kind == b.kind && a.name == b.name
 }
 
 fn expiry(seconds: Option<u64>, now: i64) -> Result<Option<i64>, ApiError> {

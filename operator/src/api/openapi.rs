@@ -36,6 +36,35 @@ pub fn document() -> Value {
     body("DataPlane", generator.subschema_for::<tollgate_crds::DataPlane>());
     let responses: Vec<Value> = ROUTES.iter().map(|r| (r.response)(&mut generator).to_value()).collect();
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    // The CRD types' schemas describe spec and status (the API server adds the rest);
+    // documents sent to and returned by this API carry apiVersion, kind and metadata too.
+    for kind in KINDS {
+        if let Some(props) = schemas.get_mut(kind).and_then(|s| s.as_object_mut()) {
+            if let Some(p) = props.get_mut("properties").and_then(Value::as_object_mut) {
+                p.insert(
+                    "apiVersion".into(),
+                    json!({"type": "string", "enum": [tollgate_crds::API_VERSION]}),
+                );
+                p.insert("kind".into(), json!({"type": "string", "enum": [kind]}));
+                p.insert("metadata".into(), json!({"$ref": "#/components/schemas/ResourceMeta"}));
+            }
+            props.insert("required".into(), json!(["apiVersion", "kind", "metadata", "spec"]));
+        }
+    }
+    schemas.insert(
+        "ResourceMeta".into(),
+        json!({
+            "type": "object",
+            "description": "The resource's name and namespace (Kubernetes object metadata; other fields are kept as sent).",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "maxLength": 253, "description": "Lower-case DNS-style name"},
+                "namespace": {"type": "string", "maxLength": 63, "description": "Default: `default`"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}}
+            }
+        }),
+    );
     schemas.insert(
         "Error".into(),
         json!({
@@ -143,6 +172,22 @@ pub fn document() -> Value {
     })
 }
 
+/// The resource kinds, as their schemas are named.
+const KINDS: [&str; 6] = ["IPToken", "Budget", "SafetyPolicy", "Agent", "Sandbox", "DataPlane"];
+
+/// The schema of a stored resource document: one of the resource kinds.
+pub fn resource_document(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let kinds = [
+        generator.subschema_for::<tollgate_crds::IpToken>(),
+        generator.subschema_for::<tollgate_crds::Budget>(),
+        generator.subschema_for::<tollgate_crds::safety::SafetyPolicy>(),
+        generator.subschema_for::<tollgate_crds::Agent>(),
+        generator.subschema_for::<tollgate_crds::Sandbox>(),
+        generator.subschema_for::<tollgate_crds::DataPlane>(),
+    ];
+    schemars::json_schema!({ "oneOf": kinds })
+}
+
 fn path_params(path: &str) -> Vec<&str> {
     path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect()
 }
@@ -173,11 +218,10 @@ fn query_params(path: &str) -> Vec<Value> {
             .collect()
     }
     match path {
-        "/api/v1/keys"
-        | "/api/v1/resources"
-        | "/api/v1/resources/{kind}"
-        | "/api/v1/users"
-        | "/api/v1/teams" => of::<super::Page>(),
+        "/api/v1/resources" | "/api/v1/resources/{kind}" | "/api/v1/users" | "/api/v1/teams" => {
+            of::<super::Page>()
+        }
+        "/api/v1/keys" => of::<super::keys::KeysQuery>(),
         "/api/v1/audit" => of::<super::directory::AuditQuery>(),
         "/api/v1/usage" => of::<super::usage::SummaryQuery>(),
         "/api/v1/usage/requests" => of::<super::usage::RequestsQuery>(),
@@ -195,10 +239,7 @@ fn request_body(method: &str, path: &str, bodies: &Map<String, Value>) -> Option
         ("POST", "/api/v1/safety/check") => "SafetyCheck",
         ("PUT", "/api/v1/resources/{kind}/{namespace}/{name}/key") => "ProviderKey",
         ("POST", "/api/v1/resources/{kind}") | ("PUT", "/api/v1/resources/{kind}/{namespace}/{name}") => {
-            let kinds: Vec<Value> = ["IPToken", "Budget", "SafetyPolicy", "Agent", "Sandbox", "DataPlane"]
-                .iter()
-                .filter_map(|k| bodies.get(*k).cloned())
-                .collect();
+            let kinds: Vec<Value> = KINDS.iter().filter_map(|k| bodies.get(*k).cloned()).collect();
             return Some(json!({"oneOf": kinds}));
         }
         _ => return None,

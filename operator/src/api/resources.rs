@@ -20,7 +20,7 @@ use super::{
     ApiResult, Caller, ControlPlane, List, MAX_BODY, Page, api_error, audit, body, paginate, query, respond,
     valid_name,
 };
-use crate::config::{check, resource_id};
+use crate::config::resource_id;
 use crate::store::{Kind, StoredResource, WriteMode};
 
 /// A resource as the API shows it.
@@ -38,6 +38,7 @@ pub struct ResourceView {
     /// Changes so far (API resources; files: 0).
     pub generation: i64,
     /// The document.
+    #[schemars(schema_with = "super::openapi::resource_document")]
     pub document: Value,
     /// IPTokens: whether a provider key was given to the API (never the key).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,12 +299,24 @@ async fn candidate(
     Ok(all)
 }
 
-fn invalid_config(message: String) -> ApiError {
+/// Compiles the resources a change would leave in force. A failure is a 422 listing every
+/// problem, with `param` the field of the first problem in the resource being written
+/// (else the first problem's), so a form can show it on that field.
+fn compiles(all: &[Resource], id: &(Kind, String, String)) -> Result<(), ApiError> {
+    let Err(errors) = tollgate_crds::compile(all) else { return Ok(()) };
+    let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+    let own = format!("{}/{}/{}", id.0.as_str(), id.1, id.2);
+    let param = errors
+        .iter()
+        .find(|e| e.resource == own)
+        .or(errors.first())
+        .map(|e| e.path.clone())
+        .filter(|p| !p.is_empty());
     let mut e =
-        ApiError::invalid(format!("the change does not compile with the other resources:\n{message}"), None);
+        ApiError::invalid(format!("the change does not compile with the other resources:\n{message}"), param);
     e.status = StatusCode::UNPROCESSABLE_ENTITY;
     e.code = "invalid_resource";
-    e
+    Err(e)
 }
 
 fn read_only(kind: Kind, namespace: &str, name: &str) -> ApiError {
@@ -348,7 +361,7 @@ async fn write(
         }
         (m, _) => m,
     };
-    check(&candidate(cp, &id, Some(resource)).await?).map_err(invalid_config)?;
+    compiles(&candidate(cp, &id, Some(resource)).await?, &id)?;
     let before = cp.resources.get(kind, &id.1, &id.2).await.map_err(api_error)?;
     let stored = cp.resources.put(kind, &id.1, &id.2, document, mode).await.map_err(api_error)?;
     if let Err(e) = cp.reconfigure().await {
@@ -411,7 +424,7 @@ pub async fn delete(
                 ));
             }
             // A Budget that others name as parent, or a token a model needs, cannot go.
-            check(&candidate(&cp, &id, None).await?).map_err(invalid_config)?;
+            compiles(&candidate(&cp, &id, None).await?, &id)?;
             let deleted = cp.resources.delete(kind, &namespace, &name).await.map_err(api_error)?;
             if let Err(e) = cp.reconfigure().await {
                 tracing::error!(error = %e, "deleted a resource but the gateway could not apply the rest");

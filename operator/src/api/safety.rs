@@ -28,7 +28,7 @@ pub struct CheckRequest {
     pub text: String,
     /// `input` (default) or `output`.
     #[serde(default)]
-    pub stage: Option<String>,
+    pub stage: Option<Stage>,
 }
 
 /// `POST /api/v1/safety/check`.
@@ -57,22 +57,13 @@ pub struct ViolationView {
 
 pub async fn check(State(cp): State<Arc<ControlPlane>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let result = async {
+    let result: super::ApiResult = async {
         let bytes = read_body(&parts.headers, body, 1 << 20).await?;
         let req: CheckRequest = serde_path_to_error::deserialize(parse_json(&bytes)?).map_err(|e| {
             let path = e.path().to_string();
             ApiError::invalid(e.into_inner().to_string(), Some(path))
         })?;
-        let stage = match req.stage.as_deref() {
-            None | Some("input") => Stage::Input,
-            Some("output") => Stage::Output,
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    format!("stage must be input or output, not {other:?}"),
-                    Some("stage".into()),
-                ));
-            }
-        };
+        let stage = req.stage.unwrap_or(Stage::Input);
         let id =
             if req.policy.contains('/') { req.policy.clone() } else { format!("default/{}", req.policy) };
         let runtime = cp.gateway.shared().runtime.load_full();

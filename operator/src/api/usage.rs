@@ -20,7 +20,7 @@ use crate::store::sql::{DAY_MS, GroupBy, UsageFilter, UsageTotals};
 #[serde(deny_unknown_fields)]
 pub struct SummaryQuery {
     /// `principal`, `team`, `model`, `provider`, `day` or `hour` (absent: one total).
-    by: Option<String>,
+    by: Option<GroupBy>,
     /// Start, RFC 3339, a date or epoch ms (default: 30 days ago).
     from: Option<String>,
     /// End, exclusive (default: now).
@@ -33,8 +33,8 @@ pub struct SummaryQuery {
     model: Option<String>,
     /// Only this provider.
     provider: Option<String>,
-    /// Only my own usage (`true`).
-    me: Option<String>,
+    /// Only my own usage.
+    me: Option<bool>,
 }
 
 /// `[from, to)` in epoch ms from the `from` and `to` parameters; by default the `span`
@@ -69,24 +69,6 @@ fn time_param(name: &str, v: Option<&str>, default: i64) -> Result<i64, ApiError
         })
 }
 
-fn group_by(s: Option<&str>) -> Result<Option<GroupBy>, ApiError> {
-    Ok(match s {
-        None => None,
-        Some("principal") => Some(GroupBy::Principal),
-        Some("team") => Some(GroupBy::Team),
-        Some("model") => Some(GroupBy::Model),
-        Some("provider") => Some(GroupBy::Provider),
-        Some("day") => Some(GroupBy::Day),
-        Some("hour") => Some(GroupBy::Hour),
-        Some(other) => {
-            return Err(ApiError::invalid(
-                format!("by must be principal, team, model, provider, day or hour, not {other:?}"),
-                Some("by".into()),
-            ));
-        }
-    })
-}
-
 fn principal_param(s: &str) -> (String, String) {
     match s.split_once('/') {
         Some((k, n)) => (k.to_owned(), n.to_owned()),
@@ -113,7 +95,7 @@ async fn scoped_filter(
     };
     let p = &caller.key.principal;
     let me = (p.kind.as_str().to_owned(), p.name.clone());
-    if q.me.as_deref() == Some("true") {
+    if q.me == Some(true) {
         filter.principals = vec![me.clone()];
     }
     if let Some(pr) = &q.principal {
@@ -150,7 +132,7 @@ pub struct UsageSummary {
     /// End of the range, exclusive (RFC 3339).
     pub to: Option<String>,
     /// What the groups are by, if anything.
-    pub by: Option<String>,
+    pub by: Option<GroupBy>,
     /// One entry per group (`key`: the principal, team, model, provider, or the day's or
     /// hour's start in RFC 3339), largest cost first or in time order.
     pub groups: Vec<UsageTotals>,
@@ -166,7 +148,7 @@ pub async fn summary(
     respond(
         async {
             let q: SummaryQuery = query(&uri)?;
-            let by = group_by(q.by.as_deref())?;
+            let by = q.by;
             let filter = scoped_filter(&cp, &caller, &q).await?;
             let groups = cp.sql.usage(&filter, by).await.map_err(api_error)?;
             let total =

@@ -135,7 +135,7 @@ pub struct UsageTotals {
 }
 
 /// What a usage query groups by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// The principal (developer, team or agent name).
