@@ -5,6 +5,15 @@
 # manifests/ run it as ghcr.io/tollgate-dev/tollgate:<workspace version>.
 # Build: scripts/docker-build.sh (or `docker build -t ghcr.io/tollgate-dev/tollgate:0.1.0 .`).
 
+# The dashboard (Vue, dashboard/): static files the control plane serves at `/`.
+FROM node:20-bookworm-slim AS dashboard
+WORKDIR /src/dashboard
+COPY dashboard/package.json dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY dashboard/ ./
+COPY operator/openapi.json /src/operator/openapi.json
+RUN npm run build
+
 # The exact toolchain of rust-toolchain.toml, so rustup has nothing to download.
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
@@ -27,6 +36,9 @@ LABEL org.opencontainers.image.title="tollgate" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="0.1.0"
 COPY --from=build /out/ /usr/local/bin/
+COPY --from=dashboard /src/dashboard/dist/ /usr/share/tollgate/dashboard/
+# `tollgate up` and `tollgate-operator` serve the dashboard from here.
+ENV TOLLGATE_DASHBOARD_DIR=/usr/share/tollgate/dashboard
 USER 65532:65532
 EXPOSE 8080 9090
 CMD ["tollgate", "--help"]

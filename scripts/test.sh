@@ -2,8 +2,10 @@
 # Runs the whole test suite: formatting-independent Rust tests (unit, integration, real
 # SQLite and PostgreSQL), then the black-box tests against the built binaries (official
 # `openai`, `anthropic`, LangChain and CrewAI packages, the Python SDK, curl, kubectl
-# kustomize + kubernetes-validate for the manifests). Installs the Python packages into
-# .venv (and .venv-crewai) on first run; says exactly what is missing otherwise.
+# kustomize + kubernetes-validate for the manifests), then the dashboard's Vitest tests and
+# its end-to-end tests in Debian's Chromium against `tollgate up`. Installs the Python
+# packages into .venv (and .venv-crewai), the npm packages into dashboard/node_modules and
+# Chromium (apt, as root) on first run; says exactly what is missing otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -15,6 +17,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv: apt-
 command -v curl >/dev/null || missing+=("curl: apt-get install curl")
 command -v psql >/dev/null || missing+=("psql: apt-get install postgresql-client")
 command -v redis-server >/dev/null || missing+=("redis-server (tests start their own): apt-get install redis-server")
+command -v node >/dev/null || missing+=("node (20 or later), for the dashboard: apt-get install nodejs")
+command -v npm >/dev/null || missing+=("npm, for the dashboard: apt-get install npm")
 command -v kubectl >/dev/null || missing+=("kubectl (its built-in kustomize builds manifests/ for the manifest tests): apt-get install kubectl")
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   missing+=("Redis on 127.0.0.1:6379 (start it: redis-server --daemonize yes --save '' --appendonly no)")
@@ -22,6 +26,18 @@ fi
 PG_URL="${TOLLGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && [ -z "${TOLLGATE_TEST_POSTGRES_URL:-}" ]; then
   missing+=("PostgreSQL on 127.0.0.1:5432 with trust auth (or set TOLLGATE_TEST_POSTGRES_URL)")
+fi
+# The dashboard's browser tests drive Debian's Chromium (playwright-core never downloads one).
+CHROMIUM="${TOLLGATE_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Debian's chromium for the browser tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+      || missing+=("chromium (the browser tests' browser): apt-get install chromium")
+  else
+    missing+=("chromium at $CHROMIUM (the browser tests' browser): sudo apt-get install chromium, or set TOLLGATE_CHROMIUM")
+  fi
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Cannot run the tests; missing:" >&2
@@ -51,5 +67,10 @@ echo "== Rust tests"
 cargo test --workspace --no-fail-fast
 echo "== client tests (openai, anthropic, langchain, SDK, curl, manifests) against the built binaries"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/python
+echo "== dashboard: API types current, component and store tests (Vitest)"
+bash scripts/dashboard.sh deps
+(cd dashboard && npm run --silent check:api && npm test --silent)
+echo "== dashboard: end to end in Chromium against tollgate up"
+(cd dashboard && TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" TOLLGATE_CHROMIUM="$CHROMIUM" npm run --silent test:e2e)
 echo "== CrewAI tests (own environment)"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv-crewai/bin/pytest -q e2e/python/test_sdk_crewai.py
