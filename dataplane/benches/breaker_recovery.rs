@@ -12,15 +12,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use tollgate_crds::{compile, parse_documents};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
 use tollgate_dataplane::reliability::RetryPolicy;
-use tollgate_dataplane::secrets::SecretSource;
-use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
-use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_dataplane::{Gateway, GatewayOptions};
+use tollgate_testkit::{ScratchDb, TestGateway, developer};
 use tower::ServiceExt;
 
 const TOKENS: &str = "apiVersion: tollgate.dev/v1alpha1\nkind: IPToken\nmetadata: {name: m}\nspec:\n  provider: mock\n  models: [{name: m-1}]\n";
@@ -44,21 +38,15 @@ fn upstream_calls(gateway: &Gateway) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("b.db").display())).await.unwrap();
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let p = Principal { kind: PrincipalKind::Developer, name: "b".into(), role: Role::Developer, team: None };
-    let key = keys.create("b".into(), p, vec![], None, now_ms()).await.unwrap().secret;
+    let db = ScratchDb::sqlite();
     let options = GatewayOptions {
         retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
         ..Default::default()
     };
-    let gateway =
-        Gateway::new(keys, UsageSink::start(store), CounterStore::memory(), Alerts::default(), options)
-            .unwrap();
-    let config = compile(&parse_documents("b", TOKENS).unwrap().resources).unwrap();
-    gateway.apply_config(config, &SecretSource::default()).unwrap();
-    let router = gateway.router();
+    let t = TestGateway::builder(db.connect().await).options(options).resources(TOKENS).start().await;
+    let key = t.issue_key("b", developer("b")).await.secret;
+    let router = t.router();
+    let gateway = t.gateway;
     let cfg = tollgate_dataplane::reliability::BreakerConfig::default();
     println!(
         "breaker: {} consecutive failures, open {:?} first (doubling), probe timeout {:?}",

@@ -9,14 +9,11 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tollgate_crds::{DataPlaneConfig, compile, parse_documents};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
+use tollgate_crds::{compile, parse_documents};
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
 use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_testkit::{ScratchDb, TestGateway, developer};
 use tower::ServiceExt;
 
 struct App {
@@ -24,7 +21,7 @@ struct App {
     gateway: Gateway,
     store: Store,
     key: String,
-    _dir: tempfile::TempDir,
+    _db: ScratchDb,
 }
 
 const RESOURCES: &str = r#"
@@ -41,27 +38,11 @@ spec:
 "#;
 
 async fn spawn_app(options: GatewayOptions) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = Store::connect(&url).await.unwrap();
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let dev =
-        Principal { kind: PrincipalKind::Developer, name: "alice".into(), role: Role::Developer, team: None };
-    let key = keys
-        .create("k".into(), dev, vec!["mock-1".into(), "mock-embedding-1".into()], None, now_ms())
-        .await
-        .unwrap();
-    let gateway = Gateway::new(
-        keys,
-        UsageSink::start(store.clone()),
-        CounterStore::memory(),
-        Alerts::default(),
-        options,
-    )
-    .unwrap();
-    let config: DataPlaneConfig = compile(&parse_documents("t", RESOURCES).unwrap().resources).unwrap();
-    gateway.apply_config(config, &SecretSource::default()).unwrap();
-    App { router: gateway.router(), gateway, store, key: key.secret, _dir: dir }
+    let db = ScratchDb::sqlite();
+    let t = TestGateway::builder(db.connect().await).options(options).resources(RESOURCES).start().await;
+    let models = vec!["mock-1".into(), "mock-embedding-1".into()];
+    let key = t.keys.create("k".into(), developer("alice"), models, None, now_ms()).await.unwrap();
+    App { router: t.router(), gateway: t.gateway, store: t.store, key: key.secret, _db: db }
 }
 
 async fn call(app: &App, request: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {

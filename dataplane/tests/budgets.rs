@@ -13,13 +13,13 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate_crds::{compile, parse_documents};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
+use tollgate_dataplane::auth::Principal;
 use tollgate_dataplane::budget::Alerts;
 use tollgate_dataplane::cost::CounterStore;
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
-use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_dataplane::{Gateway, now_ms};
+use tollgate_testkit::{ScratchDb, TestGateway, developer};
 use tower::ServiceExt;
 
 mod support;
@@ -45,39 +45,22 @@ struct App {
     gateway: Gateway,
     store: Store,
     key: String,
-    _dir: tempfile::TempDir,
+    _db: ScratchDb,
 }
 
-async fn spawn(
-    budgets: &str,
-    counters: CounterStore,
-    webhook: Option<String>,
-    dir: Option<tempfile::TempDir>,
-) -> App {
-    let dir = dir.unwrap_or_else(|| tempfile::tempdir().unwrap());
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let store = Store::connect(&url).await.unwrap();
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let alice = Principal {
-        kind: PrincipalKind::Developer,
-        name: "alice".into(),
-        role: Role::Developer,
-        team: Some("pay".into()),
-    };
-    let key = keys.create("k".into(), alice, vec![], None, now_ms()).await.unwrap();
-    let gateway = Gateway::new(
-        keys,
-        UsageSink::start(store.clone()),
-        counters,
-        Alerts { webhook },
-        GatewayOptions::default(),
-    )
-    .unwrap();
+async fn spawn(budgets: &str, counters: CounterStore, webhook: Option<String>, db: Option<ScratchDb>) -> App {
+    let db = db.unwrap_or_else(ScratchDb::sqlite);
     let yaml = format!("{TOKENS}\n---\n{budgets}");
-    let config = compile(&parse_documents("t", &yaml).unwrap().resources).unwrap();
-    gateway.apply_config(config, &SecretSource::default()).unwrap();
-    gateway.rebuild_budgets(&store).await.unwrap();
-    App { router: gateway.router(), gateway, store, key: key.secret, _dir: dir }
+    let t = TestGateway::builder(db.connect().await)
+        .counters(counters)
+        .alerts(Alerts { webhook })
+        .resources(&yaml)
+        .start()
+        .await;
+    let alice = Principal { team: Some("pay".into()), ..developer("alice") };
+    let key = t.issue_key("k", alice).await;
+    t.gateway.rebuild_budgets(&t.store).await.unwrap();
+    App { router: t.router(), gateway: t.gateway, store: t.store, key: key.secret, _db: db }
 }
 
 fn budget(name: &str, subject: &str, limit: &str, extra: &str) -> String {
@@ -277,10 +260,10 @@ async fn counters_are_restored_from_the_ledger_after_a_restart() {
     let app = spawn(&yaml, CounterStore::memory(), None, None).await;
     assert_eq!(chat(&app, "mock-1", false).await.0, StatusCode::OK);
     assert_eq!(chat(&app, "mock-1", false).await.0, StatusCode::OK);
-    let App { _dir: dir, gateway, .. } = app;
+    let App { _db: db, gateway, .. } = app;
     drop(gateway);
     // A new process: fresh in-memory counters over the same database.
-    let app = spawn(&yaml, CounterStore::memory(), None, Some(dir)).await;
+    let app = spawn(&yaml, CounterStore::memory(), None, Some(db)).await;
     assert_eq!(spent(&app).await[0].1, 4_000_000);
     assert_eq!(chat(&app, "mock-1", false).await.0, StatusCode::TOO_MANY_REQUESTS);
 }

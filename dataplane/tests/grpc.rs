@@ -6,16 +6,11 @@
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
-use tollgate_crds::{compile, parse_documents};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
-use tollgate_dataplane::secrets::SecretSource;
-use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
-use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_dataplane::auth::{KeyService, Principal};
+use tollgate_dataplane::{Gateway, now_ms};
 use tollgate_proto::v1 as pb;
 use tollgate_proto::v1::runtime_client::RuntimeClient;
+use tollgate_testkit::{ScratchDb, TestGateway, agent};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -80,35 +75,15 @@ struct App {
     keys: KeyService,
     bot: String,
     bot_id: String,
-    _dir: tempfile::TempDir,
+    _db: ScratchDb,
 }
 
 async fn spawn() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let principal = Principal {
-        kind: PrincipalKind::Agent,
-        name: "bot".into(),
-        role: Role::Developer,
-        team: Some("research".into()),
-    };
-    let bot = keys.create("bot".into(), principal, vec![], None, now_ms()).await.unwrap();
-    let gateway = Gateway::new(
-        keys.clone(),
-        UsageSink::start(store.clone()),
-        CounterStore::memory(),
-        Alerts::default(),
-        GatewayOptions::default(),
-    )
-    .unwrap();
-    let config = compile(&parse_documents("t", RESOURCES).unwrap().resources).unwrap();
-    gateway.apply_config(config, &SecretSource::default()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = gateway.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    App { addr, gateway, keys, bot: bot.secret, bot_id: bot.record.id.clone(), _dir: dir }
+    let db = ScratchDb::sqlite();
+    let t = TestGateway::start(db.connect().await, RESOURCES).await;
+    let bot = t.issue_key("bot", Principal { team: Some("research".into()), ..agent("bot") }).await;
+    let addr = t.serve().await;
+    App { addr, gateway: t.gateway, keys: t.keys, bot: bot.secret, bot_id: bot.record.id, _db: db }
 }
 
 async fn client(app: &App) -> RuntimeClient<Channel> {

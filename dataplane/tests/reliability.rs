@@ -12,15 +12,10 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tollgate_crds::{compile, parse_documents};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
 use tollgate_dataplane::reliability::{BreakerConfig, RetryPolicy};
-use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
 use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_testkit::{ScratchDb, TestGateway, developer};
 use tower::ServiceExt;
 
 /// `flaky-1` falls back to `steady-1`, served by a token that forwards no fault headers.
@@ -59,34 +54,17 @@ struct App {
     gateway: Gateway,
     store: Store,
     key: String,
-    _dir: Option<tempfile::TempDir>,
+    _db: Option<ScratchDb>,
 }
 
-async fn spawn_with(options: GatewayOptions, rpm: Option<u64>, db: Option<String>) -> App {
-    let (dir, url) = match db {
-        Some(url) => (None, url),
-        None => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("t.db").display());
-            (Some(dir), url)
-        }
-    };
-    let store = Store::connect(&url).await.unwrap();
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let alice =
-        Principal { kind: PrincipalKind::Developer, name: "alice".into(), role: Role::Developer, team: None };
-    let key = keys.create_limited("k".into(), alice, vec![], None, (rpm, None), now_ms()).await.unwrap();
-    let gateway = Gateway::new(
-        keys,
-        UsageSink::start(store.clone()),
-        CounterStore::memory(),
-        Alerts::default(),
-        options,
-    )
-    .unwrap();
-    let config = compile(&parse_documents("t", TOKENS).unwrap().resources).unwrap();
-    gateway.apply_config(config, &SecretSource::default()).unwrap();
-    App { router: gateway.router(), gateway, store, key: key.secret, _dir: dir }
+/// A gateway on a database of its own, or (`db`) on a database the test shares.
+async fn spawn_with(options: GatewayOptions, rpm: Option<u64>, db: Option<&ScratchDb>) -> App {
+    let own = db.is_none().then(ScratchDb::sqlite);
+    let store = db.or(own.as_ref()).unwrap().connect().await;
+    let t = TestGateway::builder(store).options(options).resources(TOKENS).start().await;
+    let alice = developer("alice");
+    let key = t.keys.create_limited("k".into(), alice, vec![], None, (rpm, None), now_ms()).await.unwrap();
+    App { router: t.router(), gateway: t.gateway, store: t.store, key: key.secret, _db: own }
 }
 
 fn fast_options() -> GatewayOptions {
@@ -299,11 +277,10 @@ async fn rate_limits_are_exact_across_two_gateways_sharing_redis() {
         redis: Some(("redis://127.0.0.1:6379".to_owned(), prefix.clone())),
         ..GatewayOptions::default()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("shared.db").display());
-    let a = Arc::new(spawn_with(options(), Some(40), Some(db.clone())).await);
+    let db = ScratchDb::sqlite();
+    let a = Arc::new(spawn_with(options(), Some(40), Some(&db)).await);
     // The second gateway serves the same key (found in the shared database).
-    let mut b = spawn_with(options(), None, Some(db)).await;
+    let mut b = spawn_with(options(), None, Some(&db)).await;
     b.key = a.key.clone();
     let b = Arc::new(b);
     let tasks: Vec<_> = (0..200)
@@ -323,7 +300,7 @@ async fn rate_limits_are_exact_across_two_gateways_sharing_redis() {
     // NB: a minute boundary inside the test would open a second window; 200 requests
     // finish in well under a second, and a straddle could only admit more, never fewer.
     assert!(ok == 40 || ok == 80, "exactly the limit per window, got {ok}");
-    drop(dir);
+    drop(db);
 }
 
 #[tokio::test]

@@ -3,15 +3,10 @@
 //! its own (created and dropped by the test; server from `TOLLGATE_TEST_POSTGRES_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use sqlx::Connection;
 use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
 use tollgate_dataplane::store::Store;
 use tollgate_dataplane::usage::UsageRecord;
-
-fn admin_url() -> String {
-    std::env::var("TOLLGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+use tollgate_testkit::ScratchDb;
 
 async fn exercise(store: Store) {
     assert!(store.ping().await);
@@ -75,26 +70,14 @@ async fn exercise(store: Store) {
 
 #[tokio::test]
 async fn sqlite_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
-    exercise(store).await;
+    let db = ScratchDb::sqlite();
+    exercise(db.connect().await).await;
 }
 
 #[tokio::test]
 async fn postgres_store() {
-    let admin = admin_url();
-    let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL must be running at {admin} (set TOLLGATE_TEST_POSTGRES_URL): {e}")
-    });
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
-    exercise(store.clone()).await;
-    if let Store::Postgres(pool) = store {
-        pool.close().await;
-    }
-    sqlx::query(&format!("DROP DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let db = ScratchDb::postgres("tollgate_test").await;
+    exercise(db.connect().await).await;
 }
 
 #[tokio::test]

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
 use tollgate_dataplane::store::Store;
 use tollgate_operator::store::sql::{DAY_MS, GroupBy, SqlStore, UsageFilter};
+use tollgate_testkit::ScratchDb;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -38,14 +38,8 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows: i64 = std::env::var("USAGE_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let admin = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("tollgate_usage_bench_{}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(&admin).await?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
-    let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b));
-    let store = Store::connect(&url).await?;
+    let db = ScratchDb::postgres("tollgate_usage_bench").await; // dropped on return, error or not
+    let store = db.connect().await;
     let Store::Postgres(pool) = store.clone() else { return Err("not PostgreSQL".into()) };
 
     // One month of traffic: 200 developers in 10 teams, 10 models, one request every
@@ -146,6 +140,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
     Ok(())
 }

@@ -13,14 +13,11 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
-use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
-use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_dataplane::auth::{Principal, PrincipalKind, Role};
+use tollgate_dataplane::now_ms;
 use tollgate_operator::api::{Access, ROUTES};
 use tollgate_operator::{ControlPlane, router};
+use tollgate_testkit::{ScratchDb, TestGateway};
 use tower::ServiceExt;
 
 const BASE: &str = r#"
@@ -60,53 +57,17 @@ spec:
   period: monthly
 "#;
 
-/// A database for one test: a SQLite file, or a fresh PostgreSQL database.
-enum Db {
-    Sqlite(#[allow(dead_code, reason = "kept for its Drop")] tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Db {
-    async fn open(postgres: bool) -> (Self, Store) {
-        if !postgres {
-            let dir = tempfile::tempdir().unwrap();
-            let store =
-                Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-            return (Db::Sqlite(dir), store);
-        }
-        use sqlx::Connection;
-        let admin = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("tollgate_api_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL must be running at {admin} (set TOLLGATE_TEST_POSTGRES_URL): {e}")
-        });
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
-        (Db::Postgres(name), store)
-    }
-}
-
-/// Drops a test's PostgreSQL database (its pool is gone with the test's `App`).
-async fn drop_database(name: &str) {
-    use sqlx::Connection;
-    let admin = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
-}
-
 struct App {
     router: Router,
     cp: ControlPlane,
     keys: BTreeMap<&'static str, String>,
-    _db: Db,
+    /// A SQLite file, or a fresh PostgreSQL database (dropped with the `App`).
+    _db: ScratchDb,
 }
 
 async fn app(postgres: bool) -> App {
-    let (db, store) = Db::open(postgres).await;
-    let keys = KeyService::load(store.clone()).await.unwrap();
+    let db = ScratchDb::open(postgres, "tollgate_api").await;
+    let TestGateway { gateway, keys, store } = TestGateway::builder(db.connect().await).start().await;
     let now = now_ms();
     let mut issued = BTreeMap::new();
     let people: [(&str, PrincipalKind, &str, Role, Option<&str>); 5] = [
@@ -126,14 +87,6 @@ async fn app(postgres: bool) -> App {
     issued.insert("revoked", revoked.secret);
     let expired = keys.create("expired".into(), p, vec![], Some(now + 50), now).await.unwrap();
     issued.insert("expired", expired.secret);
-    let gateway = Gateway::new(
-        keys,
-        UsageSink::start(store.clone()),
-        CounterStore::memory(),
-        Alerts::default(),
-        GatewayOptions::default(),
-    )
-    .unwrap();
     let cp = ControlPlane::standalone(gateway, store);
     cp.config.set_files(tollgate_crds::parse_documents("base", BASE).unwrap().resources);
     cp.reconfigure().await.unwrap();
@@ -175,13 +128,7 @@ macro_rules! both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let f: fn(App) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = $body;
-                let app = app(true).await;
-                let name = match &app._db {
-                    Db::Postgres(name) => name.clone(),
-                    Db::Sqlite(_) => unreachable!(),
-                };
-                f(app).await;
-                drop_database(&name).await;
+                f(app(true).await).await;
             }
         }
     };

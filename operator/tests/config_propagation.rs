@@ -13,15 +13,11 @@ use axum::body::Body;
 use http::{Request, StatusCode};
 use serde_json::json;
 use tollgate_crds::{DataPlane, DataPlaneConfig, Resource, parse_documents};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
-use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
-use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
+use tollgate_dataplane::Gateway;
 use tollgate_operator::controllers::Owner;
 use tollgate_operator::controllers::configuration::{ClusterResources, compile_cluster};
 use tollgate_operator::controllers::gateway_config::{CONFIG_CHECKSUM_ANNOTATION, SecretData, config_map};
+use tollgate_testkit::{ScratchDb, TestGateway, agent};
 use tower::ServiceExt;
 
 /// `mock-1` costs $1 per output token, so `max_tokens: 2` reserves exactly $2.
@@ -114,25 +110,12 @@ async fn chat(gateway: &Gateway, key: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_change_reaches_a_running_gateway_and_a_broken_one_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let agent = Principal {
-        kind: PrincipalKind::Agent,
-        name: "support-bot".into(),
-        role: Role::Developer,
-        team: None,
-    };
-    let key = keys.create("agent:ai/support-bot".into(), agent, vec![], None, now_ms()).await.unwrap().secret;
-    let gateway = Gateway::new(
-        keys,
-        UsageSink::start(store),
-        CounterStore::memory(),
-        Alerts::default(),
-        GatewayOptions::default(),
-    )
-    .unwrap();
-    let file = dir.path().join("config.json");
+    // A gateway started with no configuration, its config file next to its database.
+    let db = ScratchDb::sqlite();
+    let t = TestGateway::builder(db.connect().await).start().await;
+    let key = t.issue_key("agent:ai/support-bot", agent("support-bot")).await.secret;
+    let gateway = t.gateway;
+    let file = db.dir().unwrap().join("config.json");
 
     // $100 a day: a $2 request is admitted.
     let v1 = operator_publishes(&format!("{TOKEN}---\n{}", budget("100")), &file).unwrap();

@@ -7,26 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tollgate_dataplane::auth::KeyService;
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
 use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
-use tollgate_dataplane::{Gateway, GatewayOptions};
 use tollgate_operator::ControlPlane;
 use tollgate_operator::scheduler::{Job, run};
+use tollgate_testkit::{ScratchDb, TestGateway};
 
 async fn control_plane(store: Store) -> ControlPlane {
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let gateway = Gateway::new(
-        keys,
-        UsageSink::start(store.clone()),
-        CounterStore::memory(),
-        Alerts::default(),
-        GatewayOptions::default(),
-    )
-    .unwrap();
-    ControlPlane::standalone(gateway, store)
+    let t = TestGateway::builder(store).start().await;
+    ControlPlane::standalone(t.gateway, t.store)
 }
 
 fn counting(name: &'static str, counter: Arc<AtomicUsize>, fail: bool) -> Job {
@@ -53,9 +41,8 @@ async fn until(deadline: Duration, mut f: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_does_not_stop_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-    let cp = control_plane(store).await;
+    let db = ScratchDb::sqlite();
+    let cp = control_plane(db.connect().await).await;
     let (good, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let panicking = Job {
         name: "panics",
@@ -83,15 +70,8 @@ async fn a_failing_job_does_not_stop_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_one_of_two_control_planes_sharing_postgres_runs_the_jobs() {
-    use sqlx::Connection;
-    let admin = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("tollgate_sched_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL on 127.0.0.1:5432");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-
-    let (a_store, b_store) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
+    let db = ScratchDb::postgres("tollgate_sched").await;
+    let (a_store, b_store) = (db.connect().await, db.connect().await);
     let (a_cp, b_cp) = (control_plane(a_store.clone()).await, control_plane(b_store).await);
     let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let a_task = tokio::spawn(run(a_cp, vec![counting("tick", Arc::clone(&a), false)]));
@@ -110,5 +90,4 @@ async fn only_one_of_two_control_planes_sharing_postgres_runs_the_jobs() {
     until(Duration::from_secs(15), async || b.load(Ordering::SeqCst) >= 5).await;
     assert!(a.load(Ordering::SeqCst) <= before + 1, "the old leader stopped");
     b_task.abort();
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await.unwrap();
 }

@@ -8,15 +8,9 @@ use std::net::SocketAddr;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tollgate_crds::{compile, parse_documents};
-use tollgate_dataplane::auth::{KeyService, Principal, PrincipalKind, Role};
-use tollgate_dataplane::budget::Alerts;
-use tollgate_dataplane::cost::CounterStore;
-use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
-use tollgate_dataplane::usage::UsageSink;
-use tollgate_dataplane::{Gateway, GatewayOptions, now_ms};
 use tollgate_sdk::{ChatRequest, Client, Error, Stage, TextVerdict, ToolDecision, TraceContext};
+use tollgate_testkit::{ScratchDb, TestGateway, agent};
 
 /// `mock-costly` costs $1 per output token, so `max_tokens: 2` costs exactly $2; `mock-1` is free.
 const RESOURCES: &str = r#"
@@ -62,31 +56,14 @@ struct App {
     addr: SocketAddr,
     key: String,
     store: Store,
-    _dir: tempfile::TempDir,
+    _db: ScratchDb,
 }
 
 async fn spawn() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-    let keys = KeyService::load(store.clone()).await.unwrap();
-    let principal =
-        Principal { kind: PrincipalKind::Agent, name: "bot".into(), role: Role::Developer, team: None };
-    let key = keys.create("bot".into(), principal, vec![], None, now_ms()).await.unwrap();
-    let gateway = Gateway::new(
-        keys,
-        UsageSink::start(store.clone()),
-        CounterStore::memory(),
-        Alerts::default(),
-        GatewayOptions::default(),
-    )
-    .unwrap();
-    let config = compile(&parse_documents("t", RESOURCES).unwrap().resources).unwrap();
-    gateway.apply_config(config, &SecretSource::default()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = gateway.router();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    App { addr, key: key.secret, store, _dir: dir }
+    let db = ScratchDb::sqlite();
+    let t = TestGateway::start(db.connect().await, RESOURCES).await;
+    let key = t.issue_key("bot", agent("bot")).await;
+    App { addr: t.serve().await, key: key.secret, store: t.store, _db: db }
 }
 
 fn sdk(app: &App) -> Client {
