@@ -119,6 +119,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("cannot use Redis for budget counters")?;
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
+    gateway.persist_findings(store.clone());
     let cp = ControlPlane::standalone(gateway.clone(), store.clone());
     cp.config.set_files(file_resources);
     cp.config.set_base_secrets(secrets.clone());

@@ -119,7 +119,7 @@ pub struct Shared {
     /// Preferred models by principal (`kind/name`), used when a chat request names no model
     /// or the alias `default`. Set by the control plane.
     pub preferred_models: std::sync::RwLock<std::collections::HashMap<String, String>>,
-    /// The recent safety findings (for the control plane).
+    /// Where safety findings are recorded (the database, once [`Gateway::persist_findings`]).
     pub findings: safety::log::FindingLog,
 }
 
@@ -207,6 +207,11 @@ impl Gateway {
     /// The HTTP routes.
     pub fn router(&self) -> axum::Router {
         http::router(Arc::clone(&self.shared))
+    }
+
+    /// Stores safety findings in `store` from now on (the control plane shows them).
+    pub fn persist_findings(&self, store: crate::store::Store) {
+        self.shared.findings.persist(store);
     }
 
     /// Replaces the preferred models (`kind/name` → model) the request path uses for

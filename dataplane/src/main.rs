@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let counters = CounterStore::from_options(options.redis.as_ref()).await?;
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
+    gateway.persist_findings(store.clone());
     gateway.apply_config(read_config(&args.config)?, &secrets)?;
     gateway.rebuild_budgets(&store).await?;
 

@@ -105,7 +105,7 @@ async fn key_expiry(cp: ControlPlane) -> Result<String, String> {
 }
 
 /// Deletes ledger rows older than the retention, but never newer than what the rollups
-/// cover.
+/// cover, and safety findings older than the retention.
 async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, String> {
     let jobs = cp.sql.jobs().await.map_err(|e| e.to_string())?;
     let Some(rolled) = jobs.iter().find(|j| j.name == "usage-rollups").and_then(|j| j.last_success_ms) else {
@@ -114,7 +114,9 @@ async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, St
     let cutoff = (now_ms().saturating_sub(retention_ms)).min(rolled - DAY_MS);
     let cutoff = cutoff.div_euclid(DAY_MS) * DAY_MS;
     let n = cp.sql.prune_ledger(cutoff).await.map_err(|e| e.to_string())?;
-    Ok(format!("{n} ledger rows before {cutoff} pruned"))
+    let findings =
+        cp.store.prune_findings(now_ms().saturating_sub(retention_ms)).await.map_err(|e| e.to_string())?;
+    Ok(format!("{n} ledger rows before {cutoff} and {findings} safety findings pruned"))
 }
 
 /// Publishes every budget's remaining amount as a metric (the gateway's counters are the

@@ -287,7 +287,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Recent safety findings (since the process started) and counts per hour, as far as the caller may see */
+        /** Recent safety findings and counts per hour, as far as the caller may see */
         get: operations["get_api_v1_safety_violations"];
         put?: never;
         post?: never;

@@ -1,17 +1,24 @@
-//! The recent safety findings, kept in memory for the control plane's dashboard (recent
-//! violations, violations per hour). Bounded: the oldest entries are dropped first. Holds
-//! no matched text (findings never do).
+//! Safety findings recorded for the control plane (recent violations, violations per
+//! hour): each finding with who and when, never the matched text (findings do not hold
+//! it). Handed to a writer task off the request path and stored in batches
+//! ([`crate::store::Store::insert_findings`]); when the queue is full a finding is dropped
+//! and counted rather than slowing a request.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use super::{Category, Finding, Stage};
+use crate::store::Store;
 use tollgate_crds::safety::Action;
 
-/// Findings kept at most.
-pub const CAPACITY: usize = 10_000;
+/// Findings queued before new ones are dropped.
+pub const QUEUE: usize = 65_536;
+/// Findings written per statement batch at most.
+const BATCH: usize = 512;
 
 /// One finding with who and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -39,14 +46,33 @@ pub struct FindingEvent {
     pub audit: bool,
 }
 
-/// A bounded log of findings, newest last.
+impl FindingEvent {
+    /// The event of `finding`.
+    pub fn new(ts_ms: i64, request_id: &str, principal: Option<(&str, &str)>, finding: &Finding) -> Self {
+        Self {
+            ts_ms,
+            request_id: request_id.to_owned(),
+            principal_kind: principal.map(|(k, _)| k.to_owned()),
+            principal_name: principal.map(|(_, n)| n.to_owned()),
+            policy: finding.policy.to_string(),
+            rule: finding.rule.to_string(),
+            category: finding.category,
+            stage: finding.stage,
+            action: finding.action,
+            audit: finding.audit,
+        }
+    }
+}
+
+/// Where findings go: nowhere until [`FindingLog::persist`] or [`FindingLog::send_to`].
 #[derive(Debug, Default)]
 pub struct FindingLog {
-    events: Mutex<VecDeque<FindingEvent>>,
+    tx: OnceLock<mpsc::Sender<FindingEvent>>,
+    dropped: AtomicU64,
 }
 
 impl FindingLog {
-    /// Appends `findings`, dropping the oldest beyond [`CAPACITY`].
+    /// Queues `findings` for the writer, never waiting.
     pub fn record(
         &self,
         ts_ms: i64,
@@ -54,35 +80,58 @@ impl FindingLog {
         principal: Option<(&str, &str)>,
         findings: &[Finding],
     ) {
-        if findings.is_empty() {
-            return;
-        }
-        let Ok(mut events) = self.events.lock() else { return };
+        let Some(tx) = self.tx.get() else { return };
         for f in findings {
-            if events.len() >= CAPACITY {
-                events.pop_front();
+            if tx.try_send(FindingEvent::new(ts_ms, request_id, principal, f)).is_err() {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = n,
+                        "safety findings dropped: the findings writer is behind or stopped"
+                    );
+                }
             }
-            events.push_back(FindingEvent {
-                ts_ms,
-                request_id: request_id.to_owned(),
-                principal_kind: principal.map(|(k, _)| k.to_owned()),
-                principal_name: principal.map(|(_, n)| n.to_owned()),
-                policy: f.policy.to_string(),
-                rule: f.rule.to_string(),
-                category: f.category,
-                stage: f.stage,
-                action: f.action,
-                audit: f.audit,
-            });
         }
     }
 
-    /// Every event kept that `keep` accepts, newest first.
-    pub fn newest_first(&self, keep: impl Fn(&FindingEvent) -> bool) -> Vec<FindingEvent> {
-        self.events
-            .lock()
-            .map(|events| events.iter().rev().filter(|e| keep(e)).cloned().collect())
-            .unwrap_or_default()
+    /// Findings dropped so far (queue full or writer gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sends findings to `tx` (tests; [`FindingLog::persist`] uses it). A second call is
+    /// ignored: the first destination stays.
+    pub fn send_to(&self, tx: mpsc::Sender<FindingEvent>) {
+        let _ = self.tx.set(tx);
+    }
+
+    /// Stores findings in `store` from now on (a writer task batching inserts).
+    pub fn persist(&self, store: Store) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        if self.tx.set(tx).is_ok() {
+            tokio::spawn(write_loop(store, rx));
+        }
+    }
+}
+
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<FindingEvent>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=4 {
+            match store.insert_findings(&batch).await {
+                Ok(()) => break,
+                Err(e) if attempt == 4 => {
+                    tracing::error!(error = %e, findings = batch.len(), "cannot store safety findings; dropped");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "storing safety findings failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        batch.clear();
     }
 }
 
@@ -92,6 +141,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::store::FindingQuery;
 
     fn finding(rule: &'static str) -> Finding {
         Finding {
@@ -106,25 +156,48 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keeps_the_newest_within_capacity() {
+    #[tokio::test]
+    async fn nothing_is_queued_without_a_destination_and_a_full_queue_drops() {
         let log = FindingLog::default();
-        for i in 0..(CAPACITY + 5) {
-            log.record(i64::try_from(i).unwrap(), "r", Some(("developer", "dana")), &[finding("pii.email")]);
-        }
-        let all = log.newest_first(|_| true);
-        assert_eq!(all.len(), CAPACITY);
-        assert_eq!(all[0].ts_ms, i64::try_from(CAPACITY + 4).unwrap());
-        assert_eq!(all.last().unwrap().ts_ms, 5);
-        assert_eq!(all[0].principal_name.as_deref(), Some("dana"));
+        log.record(1, "r", None, &[finding("pii.email")]);
+        assert_eq!(log.dropped(), 0);
+        let (tx, mut rx) = mpsc::channel(1);
+        log.send_to(tx);
+        log.record(2, "r", Some(("developer", "dana")), &[finding("pii.email"), finding("pii.phone")]);
+        let first = rx.recv().await.unwrap();
+        assert_eq!((first.rule.as_str(), first.principal_name.as_deref()), ("pii.email", Some("dana")));
+        assert_eq!(log.dropped(), 1, "the second did not fit");
     }
 
-    #[test]
-    fn filters_and_ignores_empty_reports() {
+    #[tokio::test]
+    async fn persisted_findings_read_back_filtered_and_counted_per_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let log = FindingLog::default();
-        log.record(1, "a", None, &[]);
-        log.record(2, "b", Some(("agent", "bot")), &[finding("pii.email"), finding("secrets.aws")]);
-        assert_eq!(log.newest_first(|e| e.rule == "secrets.aws").len(), 1);
-        assert_eq!(log.newest_first(|_| true).len(), 2);
+        log.persist(store.clone());
+        let hour = 3_600_000;
+        log.record(10 * hour + 5, "a", Some(("developer", "dana")), &[finding("pii.email")]);
+        log.record(10 * hour + 9, "b", Some(("agent", "bot")), &[finding("pii.email"), finding("pii.phone")]);
+        log.record(12 * hour, "c", None, &[finding("pii.email")]);
+        let everything = FindingQuery { from_ms: 0, to_ms: 100 * hour, principals: None };
+        for _ in 0..100 {
+            if store.findings(&everything, 100).await.unwrap().len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let all = store.findings(&everything, 100).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.request_id.as_str()).collect::<Vec<_>>(), ["c", "b", "b", "a"]);
+        assert_eq!(all[3].action, Action::Block);
+        assert_eq!(store.finding_counts(&everything).await.unwrap(), vec![(10 * hour, 3), (12 * hour, 1)]);
+        let dana = FindingQuery {
+            principals: Some(vec![("developer".into(), "dana".into())]),
+            ..everything.clone()
+        };
+        assert_eq!(store.findings(&dana, 100).await.unwrap().len(), 1);
+        let nobody = FindingQuery { principals: Some(vec![]), ..everything.clone() };
+        assert!(store.findings(&nobody, 100).await.unwrap().is_empty());
+        assert_eq!(store.prune_findings(11 * hour).await.unwrap(), 3);
+        assert_eq!(store.finding_counts(&everything).await.unwrap(), vec![(12 * hour, 1)]);
     }
 }

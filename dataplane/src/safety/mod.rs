@@ -66,7 +66,7 @@ pub enum Stage {
 }
 
 /// What kind of rule produced a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     /// Personal data (`pii.*`).
@@ -83,6 +83,31 @@ pub enum Category {
     Limit,
     /// The engine itself failed (`engine.error`).
     Engine,
+}
+
+impl Stage {
+    /// The name used in findings (`input`, `output`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Input => "input",
+            Self::Output => "output",
+        }
+    }
+}
+
+impl Category {
+    /// The name used in findings (`pii`, `secret`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pii => "pii",
+            Self::Secret => "secret",
+            Self::Injection => "injection",
+            Self::Custom => "custom",
+            Self::Tool => "tool",
+            Self::Limit => "limit",
+            Self::Engine => "engine",
+        }
+    }
 }
 
 /// Where a finding is. Offsets are in bytes of the UTF-8 string at `path`.

@@ -37,6 +37,9 @@ macro_rules! with_pool {
     };
 }
 
+mod findings;
+pub use findings::FindingQuery;
+
 /// Decodes a `virtual_keys` row (a macro because the row type differs per backend).
 macro_rules! key_from_row {
     ($row:expr) => {{

@@ -165,7 +165,7 @@ api! {
     put "/api/v1/teams/{name}/members/{user}" => directory::add_member, Admin, "directory", directory::Membership, "Add a member";
     delete "/api/v1/teams/{name}/members/{user}" => directory::remove_member, Admin, "directory", directory::Membership, "Remove a member";
     get "/api/v1/audit" => directory::audit, Admin, "audit", List<crate::store::sql::AuditEntry>, "Who changed what, when, before and after (secrets masked)";
-    get "/api/v1/safety/violations" => safety::violations, Any, "safety", safety::Violations, "Recent safety findings (since the process started) and counts per hour, as far as the caller may see";
+    get "/api/v1/safety/violations" => safety::violations, Any, "safety", safety::Violations, "Recent safety findings and counts per hour, as far as the caller may see";
     get "/api/v1/breakers" => safety::breakers, Any, "health", safety::BreakerList, "Circuit breaker state per provider credential and model";
     get "/api/v1/scheduler/jobs" => directory::jobs, Admin, "scheduler", List<crate::store::sql::JobStatus>, "Each job's last run, next run and last error";
     post "/api/v1/scheduler/jobs/{name}/run" => directory::run_job, Admin, "scheduler", directory::JobRun, "Run a job now (rollups before reading usage, say)";

@@ -13,6 +13,7 @@ use tollgate_dataplane::budget::rfc3339;
 use tollgate_dataplane::http::{parse_json, read_body};
 use tollgate_dataplane::safety::log::FindingEvent;
 use tollgate_dataplane::safety::{Finding, Outcome, Stage};
+use tollgate_dataplane::store::FindingQuery;
 use tollgate_dataplane::{ApiError, ApiFormat, now_ms};
 
 use super::{Caller, ControlPlane, query, respond};
@@ -120,18 +121,6 @@ pub struct HourCount {
     pub count: usize,
 }
 
-/// Counts per hour of `events` (any order), oldest hour first.
-pub fn per_hour(events: &[FindingEvent]) -> Vec<HourCount> {
-    let mut hours: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
-    for e in events {
-        *hours.entry(e.ts_ms.div_euclid(HOUR_MS) * HOUR_MS).or_default() += 1;
-    }
-    hours
-        .into_iter()
-        .filter_map(|(start, count)| rfc3339(start).map(|key| HourCount { key, count }))
-        .collect()
-}
-
 pub async fn violations(
     State(cp): State<Arc<ControlPlane>>,
     Extension(caller): Extension<Caller>,
@@ -139,24 +128,22 @@ pub async fn violations(
 ) -> Response {
     respond(
         async {
-            let q: ViolationsQuery = query(&uri)?;
-            let now = now_ms();
+            let asked: ViolationsQuery = query(&uri)?;
             let (from_ms, to_ms) =
-                super::usage::time_range(q.from.as_deref(), q.to.as_deref(), now, 24 * HOUR_MS)?;
+                super::usage::time_range(asked.from.as_deref(), asked.to.as_deref(), now_ms(), 24 * HOUR_MS)?;
             let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
             let visible = caller.visible_subjects(&resources).map(|(principals, _)| principals);
-            let events = cp.gateway.shared().findings.newest_first(|e| {
-                e.ts_ms >= from_ms
-                    && e.ts_ms < to_ms
-                    && visible.as_ref().is_none_or(|v| match (&e.principal_kind, &e.principal_name) {
-                        (Some(k), Some(n)) => v.contains(&(k.clone(), n.clone())),
-                        _ => false,
-                    })
-            });
-            let by_hour = per_hour(&events);
-            let total = events.len();
-            let limit = q.limit.unwrap_or(100).clamp(1, 500);
-            let items = events.into_iter().take(limit).collect();
+            let q = FindingQuery { from_ms, to_ms, principals: visible.map(|v| v.into_iter().collect()) };
+            let limit = i64::try_from(asked.limit.unwrap_or(100).clamp(1, 500)).unwrap_or(100);
+            let items = cp.store.findings(&q, limit).await.map_err(|e| super::storage(&e))?;
+            let counts = cp.store.finding_counts(&q).await.map_err(|e| super::storage(&e))?;
+            let total = counts.iter().map(|(_, n)| usize::try_from(*n).unwrap_or(0)).sum();
+            let by_hour = counts
+                .into_iter()
+                .filter_map(|(start, n)| {
+                    rfc3339(start).map(|key| HourCount { key, count: usize::try_from(n).unwrap_or(0) })
+                })
+                .collect();
             Ok(Json(Violations { items, by_hour, total }).into_response())
         }
         .await,
@@ -189,34 +176,4 @@ pub async fn breakers(State(cp): State<Arc<ControlPlane>>) -> Response {
         .map(|(ip_token, model, state)| BreakerView { ip_token, model, state: state.as_str() })
         .collect();
     Json(BreakerList { items }).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tollgate_dataplane::safety::{Category, Stage};
-
-    fn event(ts_ms: i64) -> FindingEvent {
-        FindingEvent {
-            ts_ms,
-            request_id: "r".into(),
-            principal_kind: None,
-            principal_name: None,
-            policy: "default/p".into(),
-            rule: "pii.email".into(),
-            category: Category::Pii,
-            stage: Stage::Input,
-            action: tollgate_crds::safety::Action::Block,
-            audit: false,
-        }
-    }
-
-    #[test]
-    fn counts_per_hour_oldest_first() {
-        let h = HOUR_MS;
-        let events = [event(5 * h + 10), event(3 * h), event(5 * h), event(3 * h + h - 1)];
-        let counts: Vec<usize> = per_hour(&events).iter().map(|c| c.count).collect();
-        assert_eq!(counts, vec![2, 2]);
-        assert_eq!(per_hour(&events)[0].key, "1970-01-01T03:00:00Z");
-    }
 }
