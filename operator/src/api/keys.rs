@@ -111,7 +111,7 @@ pub async fn list(
             let me = &caller.key.principal;
             let keys = cp.gateway.keys().list().await.map_err(|e| storage(&e))?;
             let keys = keys.into_iter().filter(|k| q.mine != Some(true) || principal_eq(&k.principal, me));
-            let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+            let resources = if caller.is_admin() { Arc::default() } else { cp.all_resources().await? };
             let visible: Vec<KeyRecord> = keys
                 .filter(|k| {
                     let p = &k.principal;

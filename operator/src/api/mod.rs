@@ -48,7 +48,13 @@ pub struct ControlPlane {
     pub resources: Arc<dyn ResourceStore>,
     /// Resource files and base secrets (standalone).
     pub config: Arc<ConfigSource>,
+    /// The resources in force as last read, for deciding what a caller may see.
+    cache: Arc<std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Resource>>)>>>,
 }
+
+/// How long a read of every resource serves visibility decisions. Writes through this API
+/// clear it at once; changes made elsewhere (kubectl, resource files) show within this.
+const RESOURCE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ControlPlane {
     /// A standalone control plane: resources in the database next to the ledger.
@@ -60,6 +66,7 @@ impl ControlPlane {
             resources: Arc::new(sql.clone()),
             sql,
             config: Arc::new(ConfigSource::default()),
+            cache: Arc::default(),
         }
     }
 
@@ -71,12 +78,35 @@ impl ControlPlane {
         self
     }
 
-    /// Every resource in force (files and API).
-    pub async fn all_resources(&self) -> Result<Vec<Resource>, ApiError> {
+    /// Every resource in force (files and API), read at most every
+    /// [`RESOURCE_CACHE_TTL`] (each non-admin request decides visibility from it).
+    pub async fn all_resources(&self) -> Result<Arc<Vec<Resource>>, ApiError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, resources)) = cache.as_ref()
+            && at.elapsed() < RESOURCE_CACHE_TTL
+        {
+            return Ok(Arc::clone(resources));
+        }
+        let all = Arc::new(self.current_resources().await?);
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((std::time::Instant::now(), Arc::clone(&all)));
+        }
+        Ok(all)
+    }
+
+    /// Every resource in force, read now (for writes, which must not decide on a stale set).
+    pub async fn current_resources(&self) -> Result<Vec<Resource>, ApiError> {
         self.config.all(self.resources.as_ref()).await.map_err(|e| {
             tracing::error!(error = %e, "cannot read the stored resources");
             ApiError::unavailable("storage_unavailable", "the resource store is unavailable; retry shortly")
         })
+    }
+
+    /// Forgets the resources read for [`ControlPlane::all_resources`].
+    fn forget_resources(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = None;
+        }
     }
 
     /// Hands every preferred model to the in-process gateway.
@@ -92,6 +122,7 @@ impl ControlPlane {
     /// Compiles every resource in force and applies it to the in-process gateway. On error
     /// the configuration in force stays and the error says why.
     pub async fn reconfigure(&self) -> Result<(), String> {
+        self.forget_resources();
         let all = self.config.all(self.resources.as_ref()).await?;
         let config = crate::config::check(&all)?;
         if config.hash == self.gateway.config_hash() {

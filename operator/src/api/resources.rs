@@ -287,14 +287,15 @@ async fn parse_body(
     Ok((resource, document))
 }
 
-/// The set in force with `resource` replacing (or added to) its namesake, or removed.
+/// The set in force (read now, not cached) with `resource` replacing (or added to) its
+/// namesake, or removed.
 async fn candidate(
     cp: &ControlPlane,
     id: &(Kind, String, String),
     with: Option<Resource>,
 ) -> Result<Vec<Resource>, ApiError> {
     let mut all: Vec<Resource> =
-        cp.all_resources().await?.into_iter().filter(|r| &resource_id(r) != id).collect();
+        cp.current_resources().await?.into_iter().filter(|r| &resource_id(r) != id).collect();
     all.extend(with);
     Ok(all)
 }

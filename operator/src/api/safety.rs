@@ -131,7 +131,7 @@ pub async fn violations(
             let asked: ViolationsQuery = query(&uri)?;
             let (from_ms, to_ms) =
                 super::usage::time_range(asked.from.as_deref(), asked.to.as_deref(), now_ms(), 24 * HOUR_MS)?;
-            let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+            let resources = if caller.is_admin() { Arc::default() } else { cp.all_resources().await? };
             let visible = caller.visible_subjects(&resources).map(|(principals, _)| principals);
             let q = FindingQuery { from_ms, to_ms, principals: visible.map(|v| v.into_iter().collect()) };
             let limit = i64::try_from(asked.limit.unwrap_or(100).clamp(1, 500)).unwrap_or(100);

@@ -104,7 +104,7 @@ async fn scoped_filter(
     if let Some(t) = &q.team {
         filter.teams = vec![t.clone()];
     }
-    let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+    let resources = if caller.is_admin() { Arc::default() } else { cp.all_resources().await? };
     let Some((principals, teams)) = caller.visible_subjects(&resources) else { return Ok(filter) };
     let denied = || ApiError::forbidden("not_visible", "that usage is not yours or under a budget you own");
     for asked in &filter.principals {
@@ -213,7 +213,7 @@ pub async fn requests(
                     )
                 })?),
             };
-            let resources = if caller.is_admin() { Vec::new() } else { cp.all_resources().await? };
+            let resources = if caller.is_admin() { Arc::default() } else { cp.all_resources().await? };
             let visible = caller.visible_subjects(&resources).map(|(principals, _)| principals);
             let asked = q.principal.as_deref().map(principal_param);
             let principals = match (asked, visible) {
