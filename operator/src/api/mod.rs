@@ -49,8 +49,11 @@ pub struct ControlPlane {
     /// Resource files and base secrets (standalone).
     pub config: Arc<ConfigSource>,
     /// The resources in force as last read, for deciding what a caller may see.
-    cache: Arc<std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Resource>>)>>>,
+    cache: Arc<std::sync::Mutex<Option<CachedResources>>>,
 }
+
+/// When the resources were read, and what they were.
+type CachedResources = (std::time::Instant, Arc<Vec<Resource>>);
 
 /// How long a read of every resource serves visibility decisions. Writes through this API
 /// clear it at once; changes made elsewhere (kubectl, resource files) show within this.
