@@ -102,6 +102,10 @@ export const replaceResource = (kind: KindPath, document: AnyDocument) =>
     }),
   )
 
+/** Replaces the stored resource (`replace`) or creates it. */
+export const saveResource = (kind: KindPath, document: AnyDocument, replace: boolean) =>
+  replace ? replaceResource(kind, document) : createResource(kind, document)
+
 /** Sets an IPToken's provider key. The API never returns it. */
 export const setProviderKey = (namespace: string, name: string, value: string) =>
   unwrap(

@@ -1,12 +1,16 @@
 import { onBeforeUnmount, onMounted, ref, shallowRef, type Ref, type ShallowRef } from 'vue'
 import { ApiError } from '../api/client'
 
-export interface AsyncData<T> {
-  data: ShallowRef<T | null>
+/** What the loading, error and empty states of a source show (`AsyncState`). */
+export interface AsyncSource {
   error: Ref<ApiError | null>
   loading: Ref<boolean>
   /** Loads again; an older load finishing late is ignored. */
   run: () => Promise<void>
+}
+
+export interface AsyncData<T> extends AsyncSource {
+  data: ShallowRef<T | null>
 }
 
 export function toApiError(e: unknown): ApiError {

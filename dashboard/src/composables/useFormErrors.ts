@@ -3,13 +3,15 @@ import { ApiError } from '../api/client'
 import { toApiError } from './useAsync'
 
 /**
- * Server validation errors shown on the field they are about. The API names the field in
- * `param` (`spec.limit`, `spec.owners[1].name`, `model`); `fields` maps those paths to the
- * form's field ids. An error about no known field is shown for the whole form.
+ * Submitting a form, and server validation errors shown on the field they are about. The API
+ * names the field in `param` (`spec.limit`, `spec.owners[1].name`, `model`); `fields` maps
+ * those paths to the form's field ids. An error about no known field is shown for the whole
+ * form.
  */
 export function useFormErrors<F extends string>(fields: Record<string, F>) {
   const errors = reactive({}) as Partial<Record<F, string>>
   const formError = ref<string | null>(null)
+  const busy = ref(false)
 
   /** The field an error is about, and what to say there. */
   function locate(param: string | null, message: string): { field: F; text: string } | null {
@@ -47,9 +49,24 @@ export function useFormErrors<F extends string>(fields: Record<string, F>) {
     return found?.field ?? null
   }
 
-  function set(field: F, message: string) {
-    errors[field] = message
+  /** Shows errors found before sending (instead of any shown before). */
+  function reject(found: Partial<Record<F, string>>) {
+    clear()
+    Object.assign(errors, found)
   }
 
-  return { errors, formError, clear, show, set }
+  /** Clears the errors and runs `request` while `busy`, showing what it throws. */
+  async function send(request: () => Promise<void>) {
+    clear()
+    busy.value = true
+    try {
+      await request()
+    } catch (e) {
+      show(e)
+    } finally {
+      busy.value = false
+    }
+  }
+
+  return { errors, formError, busy, clear, show, reject, send }
 }
