@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod config_sync;
 pub mod cost;
 pub mod error;
 pub mod grpc;

@@ -1,16 +1,17 @@
-//! `tollgate-dataplane`: the gateway on its own, as deployed in Kubernetes. It serves the
-//! `DataPlaneConfig` JSON at `--config` (a mounted ConfigMap), re-reading it when it
-//! changes; a change that fails to load leaves the previous configuration in force.
+//! `tollgate-dataplane`: the gateway on its own, as deployed in Kubernetes. It starts from
+//! the `DataPlaneConfig` JSON at `--config` (a mounted ConfigMap) and then follows what the
+//! operator publishes: every second the copy in the shared database, else the file
+//! ([`tollgate_dataplane::config_sync`]); a change that fails to load leaves the previous
+//! configuration in force.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use tollgate_crds::DataPlaneConfig;
 use tollgate_dataplane::auth::KeyService;
 use tollgate_dataplane::budget::Alerts;
+use tollgate_dataplane::config_sync::{ConfigSync, Outcome, Source};
 use tollgate_dataplane::cost::CounterStore;
 use tollgate_dataplane::observability::{TelemetryConfig, init_tracing, metrics_handler};
 use tollgate_dataplane::secrets::SecretSource;
@@ -59,11 +60,6 @@ struct Args {
     max_body_bytes: usize,
 }
 
-fn read_config(path: &std::path::Path) -> anyhow::Result<DataPlaneConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a DataPlaneConfig", path.display()))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -85,22 +81,28 @@ async fn main() -> anyhow::Result<()> {
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
     gateway.persist_findings(store.clone());
-    gateway.apply_config(read_config(&args.config)?, &secrets)?;
+    let mut sync = ConfigSync::new(gateway.clone(), store.clone(), args.config.clone(), secrets);
+    let first = match sync.sync_once().await {
+        Outcome::Refused(Source::Database, why) => {
+            tracing::warn!(error = %why, "the published configuration is refused; starting from the mounted file");
+            sync.sync_file()
+        }
+        other => other,
+    };
+    match first {
+        Outcome::Refused(_, why) => anyhow::bail!("no configuration can be served: {why}"),
+        Outcome::Applied(source, hash) => tracing::info!(?source, %hash, "configuration loaded"),
+        Outcome::Unchanged(_) => {}
+    }
     gateway.rebuild_budgets(&store).await?;
 
+    tokio::spawn(sync.run(Duration::from_secs(1)));
     let watcher = gateway.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        // Keys issued or revoked through the control plane.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            let applied = match read_config(&args.config) {
-                Ok(c) if c.hash == watcher.config_hash() => Ok(()),
-                Ok(c) => watcher.apply_config(c, &secrets).map_err(anyhow::Error::from),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = applied {
-                tracing::error!(error = %format!("{e:#}"), "new configuration not applied; the previous one stays in force");
-            }
             if let Err(e) = watcher.keys().reload().await {
                 tracing::warn!(error = %e, "key refresh failed");
             }

@@ -382,6 +382,9 @@ async fn answer_all(
 /// A Budget update is published as a new configuration version with the new limit.
 #[tokio::test]
 async fn dataplane_update_publishes_a_new_version() {
+    // The gateways sharing the ledger get each version from it too (read every second).
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = ledger(&dir).await;
     let mut versions = Vec::new();
     for limit in ["10", "25.5"] {
         let (client, mut api) = mock_api();
@@ -390,15 +393,18 @@ async fn dataplane_update_publishes_a_new_version() {
             budgets: vec![team_budget(limit)],
             ..Default::default()
         };
-        let ctx = Arc::new(context(client, resources));
-        let task = tokio::spawn(dataplane::reconcile(Arc::new(gateway()), ctx));
+        let mut ctx = context(client, resources);
+        ctx.ledger = Some(store.clone());
+        let task = tokio::spawn(dataplane::reconcile(Arc::new(gateway()), Arc::new(ctx)));
         let seen = answer_all(&mut api, task).await;
         let (_, map) = seen.iter().find(|(r, _)| r.ends_with("/configmaps/gateway-config")).unwrap();
-        let config: Value = serde_json::from_str(map["data"]["config.json"].as_str().unwrap()).unwrap();
-        versions.push((
-            map["metadata"]["annotations"]["tollgate.dev/config-version"].clone(),
-            config["budgets"][0]["limitMicros"].clone(),
-        ));
+        let json = map["data"]["config.json"].as_str().unwrap();
+        let config: Value = serde_json::from_str(json).unwrap();
+        let version = map["metadata"]["annotations"]["tollgate.dev/config-version"].clone();
+        let (hash, published) = store.published_config().await.unwrap().expect("published to the ledger");
+        assert_eq!((Value::String(hash.clone()), published.as_str()), (version.clone(), json));
+        tollgate_dataplane::config_sync::verify(&hash, &published).expect("a whole document");
+        versions.push((version, config["budgets"][0]["limitMicros"].clone()));
     }
     assert_ne!(versions[0].0, versions[1].0);
     assert_eq!(versions[0].1, 10_000_000);

@@ -38,6 +38,7 @@ macro_rules! with_pool {
 }
 
 mod findings;
+mod published;
 pub use findings::FindingQuery;
 
 /// Decodes a `virtual_keys` row (a macro because the row type differs per backend).

@@ -51,6 +51,19 @@ struct Publication {
     withheld: Option<(&'static str, String)>,
 }
 
+/// Writes `config` as the published configuration in the database the gateways share
+/// (once per hash: every DataPlane publishes the same document).
+async fn publish_to_ledger(
+    ledger: &tollgate_dataplane::store::Store,
+    config: &tollgate_crds::DataPlaneConfig,
+) -> Result<()> {
+    if ledger.published_config_hash().await.ok().flatten().as_deref() == Some(config.hash.as_str()) {
+        return Ok(());
+    }
+    let json = crate::controllers::gateway_config::config_json(config)?;
+    Ok(ledger.publish_config(&config.hash, &json, tollgate_dataplane::now_ms()).await?)
+}
+
 /// Compiles everything and writes this DataPlane's ConfigMap and provider-key Secret, or
 /// keeps the ones in force when the compile failed.
 async fn publish(ctx: &Context, owner: &Owner, manager: &str) -> Result<Publication> {
@@ -74,6 +87,13 @@ async fn publish(ctx: &Context, owner: &Owner, manager: &str) -> Result<Publicat
             // Keys first: a gateway started from the new ConfigMap must find its keys.
             apply(&ctx.client, manager, &keys_secret).await?;
             apply(&ctx.client, manager, &map).await?;
+            // The same document for the gateways sharing the ledger, which read it every
+            // second (the mounted ConfigMap follows on the kubelet's sync).
+            if let Some(ledger) = &ctx.ledger
+                && let Err(e) = publish_to_ledger(ledger, config).await
+            {
+                tracing::warn!(error = %e, "configuration not written to the database; gateways get it from the ConfigMap");
+            }
             if let Some(gateway) = &ctx.control_plane
                 && gateway.config_hash() != config.hash
                 && let Err(e) = gateway.apply_config(config.clone(), &compiled.keys.secret_source())
