@@ -120,6 +120,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
     gateway.persist_findings(store.clone());
+    gateway.report_breakers(store.clone(), Gateway::default_instance(), Duration::from_secs(5));
     let cp = ControlPlane::standalone(gateway.clone(), store.clone());
     cp.config.set_files(file_resources);
     cp.config.set_base_secrets(secrets.clone());

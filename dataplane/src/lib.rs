@@ -120,6 +120,8 @@ pub struct Shared {
     /// Preferred models by principal (`kind/name`), used when a chat request names no model
     /// or the alias `default`. Set by the control plane.
     pub preferred_models: std::sync::RwLock<std::collections::HashMap<String, String>>,
+    /// The name breaker states are reported under ([`Gateway::report_breakers`]).
+    pub instance: std::sync::OnceLock<String>,
     /// Where safety findings are recorded (the database, once [`Gateway::persist_findings`]).
     pub findings: safety::log::FindingLog,
 }
@@ -200,6 +202,7 @@ impl Gateway {
             metrics: Metrics::new(),
             preferred_models: std::sync::RwLock::default(),
             findings: safety::log::FindingLog::default(),
+            instance: std::sync::OnceLock::new(),
             options,
         };
         Ok(Self { shared: Arc::new(shared) })
@@ -213,6 +216,48 @@ impl Gateway {
     /// Stores safety findings in `store` from now on (the control plane shows them).
     pub fn persist_findings(&self, store: crate::store::Store) {
         self.shared.findings.persist(store);
+    }
+
+    /// Reports this gateway's circuit-breaker states to `store` as `instance` every
+    /// `every` from now on, so the control plane shows every replica's. Returns the task.
+    pub fn report_breakers(
+        &self,
+        store: crate::store::Store,
+        instance: String,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let _ = self.shared.instance.set(instance.clone());
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let states: Vec<(String, String, &str)> = shared
+                    .breakers
+                    .states(std::time::Instant::now())
+                    .into_iter()
+                    .map(|(token, model, state)| (token, model, state.as_str()))
+                    .collect();
+                if let Err(e) = store.report_breakers(&instance, &states, now_ms()).await {
+                    tracing::warn!(error = %e, "cannot report breaker states");
+                }
+            }
+        })
+    }
+
+    /// A name for this gateway process: `POD_NAME` in Kubernetes, else host and process id.
+    pub fn default_instance() -> String {
+        std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+            let host =
+                std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "local".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// The name this gateway reports its breakers under, if it does.
+    pub fn instance(&self) -> Option<&str> {
+        self.shared.instance.get().map(String::as_str)
     }
 
     /// Replaces the preferred models (`kind/name` → model) the request path uses for

@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let alerts = Alerts { webhook: args.budget_webhook.clone() };
     let gateway = Gateway::new(keys, usage, counters, alerts, options)?;
     gateway.persist_findings(store.clone());
+    gateway.report_breakers(store.clone(), Gateway::default_instance(), Duration::from_secs(5));
     let mut sync = ConfigSync::new(gateway.clone(), store.clone(), args.config.clone(), secrets);
     let first = match sync.sync_once().await {
         Outcome::Refused(Source::Database, why) => {

@@ -633,6 +633,18 @@ both!(violations_breakers_and_model_choices_are_scoped, |app| Box::pin(async mov
         v["items"].as_array().unwrap().iter().any(|b| b["model"] == "mock-1" && b["state"] == "closed"),
         "{v}"
     );
+    // Another gateway sharing the database reports the same upstream open: the worst wins,
+    // and a report older than 30 s is left out.
+    let open = [("default/mock".to_owned(), "mock-1".to_owned(), "open")];
+    app.cp.store.report_breakers("gateway-b", &open, now_ms()).await.unwrap();
+    app.cp.store.report_breakers("gateway-gone", &open, now_ms() - 60_000).await.unwrap();
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/breakers", None).await;
+    let mock1 = v["items"].as_array().unwrap().iter().find(|b| b["model"] == "mock-1").unwrap().clone();
+    assert_eq!(
+        (mock1["state"].as_str(), mock1["gateways"].as_u64(), mock1["notClosed"].as_u64()),
+        (Some("open"), Some(2), Some(1)),
+        "{v}"
+    );
 
     // Choices: chat models the key may use, with the IPTokens serving them.
     let (_, me) = call(&app, Some("developer"), "GET", "/api/v1/me", None).await;

@@ -609,16 +609,32 @@ export interface components {
         };
         /** @description `GET /api/v1/breakers`. */
         BreakerList: {
-            /** @description Every breaker that has seen a call since the process started. */
+            /**
+             * @description One entry per IP token and model that a gateway has called (this process's state,
+             *     and what the other gateways reported in the last 30 s).
+             */
             items: components["schemas"]["BreakerView"][];
         };
-        /** @description One circuit breaker. */
+        /** @description One IP token and model across the gateways. */
         BreakerView: {
-            /** @description The IPToken (`namespace/name`). */
+            /**
+             * Format: uint
+             * @description Gateways reporting this breaker.
+             */
+            gateways: number;
+            /** @description The IP token (`namespace/name`). */
             ipToken: string;
             /** @description The model. */
             model: string;
-            /** @description `closed` (calls go through), `open` (none do) or `half_open` (probes only). */
+            /**
+             * Format: uint
+             * @description Of those, how many are not `closed`.
+             */
+            notClosed: number;
+            /**
+             * @description The worst state any gateway has: `closed` (calls go through), `half_open` (probes
+             *     only) or `open` (none do).
+             */
             state: string;
         };
         /** @description Money allocated to a developer, team, agent or namespace for a period, enforced by every gateway. */

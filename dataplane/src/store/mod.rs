@@ -37,8 +37,10 @@ macro_rules! with_pool {
     };
 }
 
+mod breakers;
 mod findings;
 mod published;
+pub use breakers::BreakerRow;
 pub use findings::FindingQuery;
 
 /// Decodes a `virtual_keys` row (a macro because the row type differs per backend).

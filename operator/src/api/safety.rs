@@ -153,27 +153,107 @@ pub async fn violations(
 /// `GET /api/v1/breakers`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BreakerList {
-    /// Every breaker that has seen a call since the process started.
+    /// One entry per IP token and model that a gateway has called (this process's state,
+    /// and what the other gateways reported in the last 30 s).
     pub items: Vec<BreakerView>,
 }
 
-/// One circuit breaker.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+/// One IP token and model across the gateways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BreakerView {
-    /// The IPToken (`namespace/name`).
+    /// The IP token (`namespace/name`).
     pub ip_token: String,
     /// The model.
     pub model: String,
-    /// `closed` (calls go through), `open` (none do) or `half_open` (probes only).
-    pub state: &'static str,
+    /// The worst state any gateway has: `closed` (calls go through), `half_open` (probes
+    /// only) or `open` (none do).
+    pub state: String,
+    /// Gateways reporting this breaker.
+    pub gateways: usize,
+    /// Of those, how many are not `closed`.
+    pub not_closed: usize,
 }
 
+/// How bad a state is (unknown states count as open).
+fn severity(state: &str) -> u8 {
+    match state {
+        "closed" => 0,
+        "half_open" => 1,
+        _ => 2,
+    }
+}
+
+/// One view per (IP token, model) from every gateway's (IP token, model, state).
+pub fn aggregate<'a>(states: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> Vec<BreakerView> {
+    let mut by: std::collections::BTreeMap<(&str, &str), BreakerView> = std::collections::BTreeMap::new();
+    for (token, model, state) in states {
+        let v = by.entry((token, model)).or_insert_with(|| BreakerView {
+            ip_token: token.to_owned(),
+            model: model.to_owned(),
+            state: state.to_owned(),
+            gateways: 0,
+            not_closed: 0,
+        });
+        v.gateways += 1;
+        v.not_closed += usize::from(state != "closed");
+        if severity(state) > severity(&v.state) {
+            state.clone_into(&mut v.state);
+        }
+    }
+    by.into_values().collect()
+}
+
+/// Other gateways' reports older than this are left out (they report every 5 s).
+const BREAKER_REPORT_TTL_MS: i64 = 30_000;
+
 pub async fn breakers(State(cp): State<Arc<ControlPlane>>) -> Response {
-    let states = cp.gateway.shared().breakers.states(std::time::Instant::now());
-    let items = states
-        .into_iter()
-        .map(|(ip_token, model, state)| BreakerView { ip_token, model, state: state.as_str() })
-        .collect();
-    Json(BreakerList { items }).into_response()
+    respond(
+        async {
+            let own = cp.gateway.shared().breakers.states(std::time::Instant::now());
+            let reported = cp
+                .store
+                .breaker_states(now_ms() - BREAKER_REPORT_TTL_MS)
+                .await
+                .map_err(|e| super::storage(&e))?;
+            let me = cp.gateway.instance();
+            let others = reported.iter().filter(|r| Some(r.instance.as_str()) != me);
+            let items = aggregate(
+                own.iter()
+                    .map(|(t, m, s)| (t.as_str(), m.as_str(), s.as_str()))
+                    .chain(others.map(|r| (r.ip_token.as_str(), r.model.as_str(), r.state.as_str()))),
+            );
+            Ok(Json(BreakerList { items }).into_response())
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breakers_aggregate_to_the_worst_state_per_token_and_model() {
+        let views = aggregate([
+            ("default/a", "m1", "closed"),
+            ("default/a", "m1", "open"),
+            ("default/a", "m1", "half_open"),
+            ("default/a", "m2", "closed"),
+            ("default/b", "m1", "half_open"),
+            ("default/b", "m1", "closed"),
+        ]);
+        let got: Vec<(&str, &str, &str, usize, usize)> = views
+            .iter()
+            .map(|v| (v.ip_token.as_str(), v.model.as_str(), v.state.as_str(), v.gateways, v.not_closed))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("default/a", "m1", "open", 3, 2),
+                ("default/a", "m2", "closed", 1, 0),
+                ("default/b", "m1", "half_open", 2, 1)
+            ]
+        );
+    }
 }
