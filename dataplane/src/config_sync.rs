@@ -101,21 +101,27 @@ impl ConfigSync {
         if self.refused.as_ref() == Some(&hash) {
             return Outcome::Unchanged(Source::Database);
         }
-        let fetched = match self.store.published_config().await {
-            Ok(Some((hash, json))) => verify(&hash, &json),
+        let (hash, json) = match self.store.published_config().await {
+            Ok(Some(published)) => published,
             Ok(None) => return self.sync_file(),
-            Err(e) => Err(format!("cannot read the published configuration: {e}")),
+            // A passing database error: try again next round (nothing is remembered).
+            Err(e) => {
+                return Outcome::Refused(
+                    Source::Database,
+                    format!("cannot read the published configuration: {e}"),
+                );
+            }
         };
-        let applied = fetched.and_then(|config| {
-            let hash = config.hash.clone();
-            self.gateway.apply_config(config, &self.secrets).map(|()| hash).map_err(|e| e.to_string())
-        });
+        let applied = verify(&hash, &json)
+            .and_then(|config| self.gateway.apply_config(config, &self.secrets).map_err(|e| e.to_string()));
         match applied {
-            Ok(hash) => {
+            Ok(()) => {
                 self.refused = None;
                 self.followed_database = true;
                 Outcome::Applied(Source::Database, hash)
             }
+            // Not whole, or does not load: the same document will not do better, so it is
+            // not fetched again until another is published.
             Err(why) => {
                 self.refused = Some(hash);
                 Outcome::Refused(Source::Database, why)

@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
     gateway.report_breakers(store.clone(), Gateway::default_instance(), Duration::from_secs(5));
     let mut sync = ConfigSync::new(gateway.clone(), store.clone(), args.config.clone(), secrets);
     let first = match sync.sync_once().await {
+        // Refused, or unreadable for now: start from the file; the rounds retry the database.
         Outcome::Refused(Source::Database, why) => {
             tracing::warn!(error = %why, "the published configuration is refused; starting from the mounted file");
             sync.sync_file()
@@ -101,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let watcher = gateway.clone();
     tokio::spawn(async move {
         // Keys issued or revoked through the control plane.
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tick.tick().await;
             if let Err(e) = watcher.keys().reload().await {

@@ -611,7 +611,8 @@ export interface components {
         BreakerList: {
             /**
              * @description One entry per IP token and model that a gateway has called (this process's state,
-             *     and what the other gateways reported in the last 30 s).
+             *     and what the other gateways reported in the last 30 s); for non-admins only the
+             *     chat models they may use.
              */
             items: components["schemas"]["BreakerView"][];
         };

@@ -542,11 +542,29 @@ fn unicode_word(c: char) -> bool {
     !c.is_ascii() && c.is_alphanumeric()
 }
 
+/// Scripts written without spaces between words (Han, Hiragana, Katakana, Thai, Lao,
+/// Khmer): text in them runs straight into an ASCII address (`请发到zhang@example.com请`),
+/// so a change between them and other characters ends an address.
+fn unspaced_script(c: char) -> bool {
+    matches!(u32::from(c),
+        0x0E00..=0x0EFF | 0x1780..=0x17FF | 0x3040..=0x30FF | 0x31F0..=0x31FF
+        | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xFF66..=0xFF9F
+        | 0x20000..=0x2FA1F)
+}
+
+/// Whether `c` continues an address part whose character next to the `@` is `first`.
+fn address_char(c: char, first: char, ascii_class: fn(u8) -> bool) -> bool {
+    let allowed = u8::try_from(c).is_ok_and(ascii_class) || unicode_word(c);
+    // Separators (`.`, `-`, `+`, ...) belong to every script.
+    let separator = c.is_ascii() && !c.is_ascii_alphanumeric();
+    allowed && (separator || unspaced_script(c) == unspaced_script(first))
+}
+
 fn email(b: &[u8], at: usize, out: &mut Vec<Hit>) {
     let mut start = at;
+    let first = char_before(b, at).map_or(' ', |(c, _)| c);
     while let Some((c, s)) = char_before(b, start) {
-        let local = u8::try_from(c).is_ok_and(local_char) || unicode_word(c);
-        if !local || at - s > 64 {
+        if !address_char(c, first, local_char) || at - s > 64 {
             break;
         }
         start = s;
@@ -562,8 +580,9 @@ fn email(b: &[u8], at: usize, out: &mut Vec<Hit>) {
         return;
     }
     let mut end = at + 1;
+    let first = char_at(b, at + 1).map_or(' ', |(c, _)| c);
     while let Some((c, e)) = char_at(b, end) {
-        if !(u8::try_from(c).is_ok_and(domain_char) || unicode_word(c)) || e > at + 1 + 253 {
+        if !address_char(c, first, domain_char) || e > at + 1 + 253 {
             break;
         }
         end = e;
@@ -1680,6 +1699,11 @@ mod tests {
         one("schreib an jürgen@example.com bitte", "pii.email", "jürgen@example.com");
         one("mail “zoë@bücher.de” now", "pii.email", "zoë@bücher.de");
         one("почта: иван@пример.рф", "pii.email", "иван@пример.рф");
+        // Scripts without spaces run into the address; it still ends where they start.
+        one("请发邮件到zhang@example.com请在3天内回复", "pii.email", "zhang@example.com");
+        one(&format!("zhang@example.com{}", "请".repeat(30)), "pii.email", "zhang@example.com");
+        one("連絡先はtaro@example.comまで", "pii.email", "taro@example.com");
+        one("宛先: 太郎@例え.テスト", "pii.email", "太郎@例え.テスト");
         // The 64-byte local-part limit never cuts a character in two.
         let long = format!("{}@example.com", "ü".repeat(40));
         assert!(!found(&long).is_empty(), "found, and sliced on character boundaries");

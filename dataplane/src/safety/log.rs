@@ -4,8 +4,8 @@
 //! ([`crate::store::Store::insert_findings`]); when the queue is full a finding is dropped
 //! and counted rather than slowing a request.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -68,7 +68,7 @@ impl FindingEvent {
 #[derive(Debug, Default)]
 pub struct FindingLog {
     tx: OnceLock<mpsc::Sender<FindingEvent>>,
-    dropped: AtomicU64,
+    dropped: Arc<AtomicU64>,
 }
 
 impl FindingLog {
@@ -94,7 +94,7 @@ impl FindingLog {
         }
     }
 
-    /// Findings dropped so far (queue full or writer gone).
+    /// Findings dropped so far (queue full, writer gone, or the database refusing them).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -109,12 +109,12 @@ impl FindingLog {
     pub fn persist(&self, store: Store) {
         let (tx, rx) = mpsc::channel(QUEUE);
         if self.tx.set(tx).is_ok() {
-            tokio::spawn(write_loop(store, rx));
+            tokio::spawn(write_loop(store, rx, Arc::clone(&self.dropped)));
         }
     }
 }
 
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<FindingEvent>) {
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<FindingEvent>, dropped: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut delay = Duration::from_millis(50);
@@ -122,6 +122,8 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<FindingEvent>) {
             match store.insert_findings(&batch).await {
                 Ok(()) => break,
                 Err(e) if attempt == 4 => {
+                    let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+                    dropped.fetch_add(n, Ordering::Relaxed);
                     tracing::error!(error = %e, findings = batch.len(), "cannot store safety findings; dropped");
                 }
                 Err(e) => {

@@ -50,6 +50,8 @@ pub struct ControlPlane {
     pub config: Arc<ConfigSource>,
     /// The resources in force as last read, for deciding what a caller may see.
     cache: Arc<std::sync::Mutex<Option<CachedResources>>>,
+    /// Bumped by every write: a read that started before one is not cached.
+    writes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// When the resources were read, and what they were.
@@ -70,6 +72,7 @@ impl ControlPlane {
             sql,
             config: Arc::new(ConfigSource::default()),
             cache: Arc::default(),
+            writes: Arc::default(),
         }
     }
 
@@ -90,8 +93,11 @@ impl ControlPlane {
         {
             return Ok(Arc::clone(resources));
         }
+        let generation = self.writes.load(std::sync::atomic::Ordering::Acquire);
         let all = Arc::new(self.current_resources().await?);
-        if let Ok(mut cache) = self.cache.lock() {
+        if let Ok(mut cache) = self.cache.lock()
+            && self.writes.load(std::sync::atomic::Ordering::Acquire) == generation
+        {
             *cache = Some((std::time::Instant::now(), Arc::clone(&all)));
         }
         Ok(all)
@@ -107,6 +113,7 @@ impl ControlPlane {
 
     /// Forgets the resources read for [`ControlPlane::all_resources`].
     fn forget_resources(&self) {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Ok(mut cache) = self.cache.lock() {
             *cache = None;
         }
@@ -309,6 +316,16 @@ pub fn paginate<T>(items: Vec<T>, page: &Page, key: impl Fn(&T) -> String) -> (V
 /// A query string parsed into `T`; a bad one is a 400 naming the parameter.
 pub(crate) fn query<T: DeserializeOwned>(uri: &http::Uri) -> Result<T, ApiError> {
     let q = uri.query().unwrap_or("");
+    // No filter names anything with control characters (PostgreSQL refuses NUL outright).
+    if let Some((name, _)) =
+        form_urlencoded::parse(q.as_bytes()).find(|(_, v)| v.chars().any(char::is_control))
+    {
+        let name = name.chars().filter(|c| !c.is_control()).take(64).collect::<String>();
+        return Err(ApiError::invalid(
+            format!("query parameter {name} contains a control character"),
+            Some(name),
+        ));
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let param = e.path().to_string();

@@ -154,7 +154,8 @@ pub async fn violations(
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BreakerList {
     /// One entry per IP token and model that a gateway has called (this process's state,
-    /// and what the other gateways reported in the last 30 s).
+    /// and what the other gateways reported in the last 30 s); for non-admins only the
+    /// chat models they may use.
     pub items: Vec<BreakerView>,
 }
 
@@ -207,7 +208,7 @@ pub fn aggregate<'a>(states: impl IntoIterator<Item = (&'a str, &'a str, &'a str
 /// Other gateways' reports older than this are left out (they report every 5 s).
 const BREAKER_REPORT_TTL_MS: i64 = 30_000;
 
-pub async fn breakers(State(cp): State<Arc<ControlPlane>>) -> Response {
+pub async fn breakers(State(cp): State<Arc<ControlPlane>>, Extension(caller): Extension<Caller>) -> Response {
     respond(
         async {
             let own = cp.gateway.shared().breakers.states(std::time::Instant::now());
@@ -218,11 +219,24 @@ pub async fn breakers(State(cp): State<Arc<ControlPlane>>) -> Response {
                 .map_err(|e| super::storage(&e))?;
             let me = cp.gateway.instance();
             let others = reported.iter().filter(|r| Some(r.instance.as_str()) != me);
-            let items = aggregate(
+            let mut items = aggregate(
                 own.iter()
                     .map(|(t, m, s)| (t.as_str(), m.as_str(), s.as_str()))
                     .chain(others.map(|r| (r.ip_token.as_str(), r.model.as_str(), r.state.as_str()))),
             );
+            if !caller.is_admin() {
+                // Others see the models they may use, served by the IP tokens /me names.
+                let runtime = cp.gateway.shared().runtime.load_full();
+                let choices = super::directory::model_choices(&runtime, &caller.key);
+                items.retain(|b| {
+                    choices.iter().any(|c| {
+                        c.model == b.model
+                            && c.providers
+                                .iter()
+                                .any(|p| *p == b.ip_token || format!("default/{p}") == b.ip_token)
+                    })
+                });
+            }
             Ok(Json(BreakerList { items }).into_response())
         }
         .await,

@@ -421,8 +421,8 @@ impl SqlStore {
     ) -> Result<Vec<AuditEntry>> {
         // An empty filter value matches everything: `$3 = ''` short-circuits.
         let sql = "SELECT id, ts_ms, actor, action, target, before_doc, after_doc FROM audit_log \
-                   WHERE id < $1 AND ($3 = '' OR action = $3) AND ($4 = '' OR actor LIKE $5 ESCAPE '\\') \
-                   AND ($6 = '' OR target LIKE $7 ESCAPE '\\') ORDER BY id DESC LIMIT $2";
+                   WHERE id < $1 AND ($3 = '' OR action = $3) AND ($4 = '' OR LOWER(actor) LIKE LOWER($5) ESCAPE '\\') \
+                   AND ($6 = '' OR LOWER(target) LIKE LOWER($7) ESCAPE '\\') ORDER BY id DESC LIMIT $2";
         let like = |s: &Option<String>| {
             s.as_deref().map_or(String::new(), |s| {
                 format!("%{}%", s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))

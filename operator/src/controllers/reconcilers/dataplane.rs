@@ -92,7 +92,10 @@ async fn publish(ctx: &Context, owner: &Owner, manager: &str) -> Result<Publicat
             if let Some(ledger) = &ctx.ledger
                 && let Err(e) = publish_to_ledger(ledger, config).await
             {
-                tracing::warn!(error = %e, "configuration not written to the database; gateways get it from the ConfigMap");
+                tracing::warn!(
+                    error = %e,
+                    "configuration not written to the database; gateways following it keep the previous one until the next publish"
+                );
             }
             if let Some(gateway) = &ctx.control_plane
                 && gateway.config_hash() != config.hash
