@@ -123,6 +123,49 @@ pub fn set_condition(
     }
 }
 
+/// A spec the controller cannot act on: `Accepted` is False with `message`, and each of
+/// `dependents` (`Programmed`, `Ready`, ...) is False with the same `reason` and the short
+/// `note` (`"not deployed"`), so every positive condition tells the same story.
+pub fn set_refused(
+    conditions: &mut Vec<Condition>,
+    reason: &str,
+    message: &str,
+    dependents: &[&str],
+    note: &str,
+    observed_generation: Option<i64>,
+    now: &Time,
+) {
+    set_condition(conditions, ACCEPTED, ConditionStatus::False, reason, message, observed_generation, now);
+    for type_ in dependents {
+        set_condition(conditions, type_, ConditionStatus::False, reason, note, observed_generation, now);
+    }
+}
+
+/// A status with standard conditions.
+pub trait HasConditions {
+    /// The conditions.
+    fn conditions(&self) -> &[Condition];
+}
+
+macro_rules! has_conditions {
+    ($($t:ty),*) => {$(
+        impl HasConditions for $t {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+        }
+    )*};
+}
+
+has_conditions!(
+    crate::agent::AgentStatus,
+    crate::budget::BudgetStatus,
+    crate::dataplane::DataPlaneStatus,
+    crate::iptoken::IpTokenStatus,
+    crate::safety::SafetyPolicyStatus,
+    crate::sandbox::SandboxStatus
+);
+
 /// The condition of `type_`, if present.
 pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

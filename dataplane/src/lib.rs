@@ -165,6 +165,9 @@ impl Shared {
     }
 }
 
+/// (IP token, model, state) as reported to the control plane.
+type BreakerState = (String, String, &'static str);
+
 /// A gateway: build it, apply a configuration, serve [`Gateway::router`].
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -231,16 +234,24 @@ impl Gateway {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Unchanged states are written again only to stay fresh for readers (who leave
+            // out reports older than 30 s), not on every tick.
+            let refresh = std::time::Duration::from_secs(15);
+            let mut last: Option<(Vec<BreakerState>, std::time::Instant)> = None;
             loop {
                 tick.tick().await;
-                let states: Vec<(String, String, &str)> = shared
+                let states: Vec<BreakerState> = shared
                     .breakers
                     .states(std::time::Instant::now())
                     .into_iter()
                     .map(|(token, model, state)| (token, model, state.as_str()))
                     .collect();
-                if let Err(e) = store.report_breakers(&instance, &states, now_ms()).await {
-                    tracing::warn!(error = %e, "cannot report breaker states");
+                if last.as_ref().is_some_and(|(s, at)| *s == states && at.elapsed() < refresh) {
+                    continue;
+                }
+                match store.report_breakers(&instance, &states, now_ms()).await {
+                    Ok(()) => last = Some((states, std::time::Instant::now())),
+                    Err(e) => tracing::warn!(error = %e, "cannot report breaker states"),
                 }
             }
         })

@@ -34,31 +34,38 @@ pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
 /// A router answering every request it gets (mount it as the fallback): the dashboard
 /// from `dir`, or a page saying how to build it.
 pub fn router(dir: Option<PathBuf>) -> Router {
+    // Built once: files as they are, and the same with the app's index.html for page paths.
+    let files = dir.map(|d| {
+        let index = ServeFile::new(d.join("index.html"));
+        (ServeDir::new(&d), ServeDir::new(&d).fallback(index))
+    });
     Router::new().fallback(move |request: Request| {
-        let dir = dir.clone();
-        async move { serve(dir.as_deref(), request).await }
+        let files = files.clone();
+        async move { serve(files, request).await }
     })
 }
+
+type Files = (ServeDir, ServeDir<ServeFile>);
 
 fn is_api(path: &str) -> bool {
     ["/v1/", "/api/", "/tollgate."].iter().any(|p| path.starts_with(p)) || path == "/v1" || path == "/api"
 }
 
-async fn serve(dir: Option<&Path>, request: Request) -> Response {
+async fn serve(files: Option<Files>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     if is_api(&path) || !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
         return tollgate_dataplane::http::not_found(request).await;
     }
-    let Some(dir) = dir else { return not_built() };
+    let Some((assets, pages)) = files else { return not_built() };
     // Page paths get the app; a missing file (an asset, anything with an extension) is a
     // 404, not the app's HTML under a script's name.
     let mut response = if is_file_path(&path) {
-        match ServeDir::new(dir).oneshot(request).await {
+        match assets.oneshot(request).await {
             Ok(r) => r.into_response(),
             Err(e) => match e {},
         }
     } else {
-        match ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))).oneshot(request).await {
+        match pages.oneshot(request).await {
             Ok(r) => r.into_response(),
             Err(e) => match e {},
         }

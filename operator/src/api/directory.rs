@@ -288,6 +288,23 @@ pub async fn put_user(
     )
 }
 
+/// The answer to deleting the `what` (`user`, `team`) called `name`: audited when it
+/// existed, a 404 (`user_not_found`, ...) when it did not.
+async fn answer_deleted(
+    cp: &ControlPlane,
+    caller: &Caller,
+    what: &'static str,
+    name: String,
+    existed: bool,
+) -> super::ApiResult {
+    if !existed {
+        let code = if what == "user" { "user_not_found" } else { "team_not_found" };
+        return Err(ApiError::not_found(code, format!("no {what} {name:?}")));
+    }
+    record(cp, caller, "delete", &format!("{what} {name}"), None, None).await;
+    Ok(axum::Json(Deleted { deleted: name }).into_response())
+}
+
 pub async fn delete_user(
     State(cp): State<Arc<ControlPlane>>,
     Extension(caller): Extension<Caller>,
@@ -295,11 +312,8 @@ pub async fn delete_user(
 ) -> Response {
     respond(
         async {
-            if !cp.sql.delete_user(&name).await.map_err(api_error)? {
-                return Err(ApiError::not_found("user_not_found", format!("no user {name:?}")));
-            }
-            record(&cp, &caller, "delete", &format!("user {name}"), None, None).await;
-            Ok(axum::Json(Deleted { deleted: name }).into_response())
+            let deleted = cp.sql.delete_user(&name).await.map_err(api_error)?;
+            answer_deleted(&cp, &caller, "user", name, deleted).await
         }
         .await,
     )
@@ -363,11 +377,8 @@ pub async fn delete_team(
 ) -> Response {
     respond(
         async {
-            if !cp.sql.delete_team(&name).await.map_err(api_error)? {
-                return Err(ApiError::not_found("team_not_found", format!("no team {name:?}")));
-            }
-            record(&cp, &caller, "delete", &format!("team {name}"), None, None).await;
-            Ok(axum::Json(Deleted { deleted: name }).into_response())
+            let deleted = cp.sql.delete_team(&name).await.map_err(api_error)?;
+            answer_deleted(&cp, &caller, "team", name, deleted).await
         }
         .await,
     )

@@ -25,14 +25,14 @@ use kube_runtime::watcher;
 use tollgate_crds::agent::AgentStatus;
 use tollgate_crds::safety::SafetyPolicy;
 use tollgate_crds::status::{
-    ACCEPTED, ConditionStatus, PROGRAMMED, READY, find_condition, reason, set_condition,
+    ACCEPTED, ConditionStatus, PROGRAMMED, READY, find_condition, reason, set_condition, set_refused,
 };
 use tollgate_crds::{Agent, Budget};
 use tollgate_dataplane::auth::{Principal, PrincipalKind, Role, hash_key};
 
 use super::{
-    Context, apply, apply_status, drain, field_manager, measured, now_ms, prune, read_secret,
-    requeue_on_error,
+    Context, apply, drain, field_manager, measured, now_ms, prune, read_secret, requeue_on_error,
+    update_status,
 };
 use crate::controllers::agent::{API_KEY_SECRET_KEY, AgentInputs, desired, key_secret_name};
 use crate::controllers::{Component, Owner};
@@ -189,29 +189,11 @@ async fn apply_agent(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
             }
         }
         Err(e) => {
-            set_condition(
+            set_refused(
                 &mut status.conditions,
-                ACCEPTED,
-                ConditionStatus::False,
                 e.reason(),
                 &e.to_string(),
-                generation,
-                &now,
-            );
-            set_condition(
-                &mut status.conditions,
-                PROGRAMMED,
-                ConditionStatus::False,
-                e.reason(),
-                "not deployed",
-                generation,
-                &now,
-            );
-            set_condition(
-                &mut status.conditions,
-                READY,
-                ConditionStatus::False,
-                e.reason(),
+                &[PROGRAMMED, READY],
                 "not deployed",
                 generation,
                 &now,
@@ -221,10 +203,7 @@ async fn apply_agent(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     status.observed_generation = generation;
     status.key_secret_name = Some(key_secret_name(&owner.name));
     status.suspended = Some(suspension.suspended);
-    if status != before {
-        apply_status(&ctx.client, &manager, &*agent, &status).await?;
-        ctx.condition_events(&agent.object_ref(&()), &before.conditions, &status.conditions).await;
-    }
+    update_status(&ctx, &manager, &*agent, &before, &status).await?;
     if issued {
         let note = format!("virtual key issued into Secret {}", key_secret_name(&owner.name));
         ctx.event(&agent.object_ref(&()), false, "VirtualKeyIssued", "Issue", note).await;

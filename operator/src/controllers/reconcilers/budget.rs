@@ -22,7 +22,7 @@ use tollgate_crds::{Budget, Resource as TollgateResource, compile};
 use tollgate_dataplane::budget::key_for;
 
 use super::resources::set_resource_conditions;
-use super::{Context, apply_status, drain, field_manager, measured, now_ms, on_change, requeue_on_error};
+use super::{Context, drain, field_manager, measured, now_ms, on_change, requeue_on_error, update_status};
 use crate::controllers::configuration::{
     BudgetFigures, Problem, budget_key, compile_error_reason, crossed_thresholds,
 };
@@ -118,10 +118,7 @@ pub async fn reconcile(budget: Arc<Budget>, ctx: Arc<Context>) -> Result<Action>
         }
     }
 
-    if status != before {
-        apply_status(&ctx.client, &field_manager(CONTROLLER), &*budget, &status).await?;
-        ctx.condition_events(&budget.object_ref(&()), &before.conditions, &status.conditions).await;
-    }
+    update_status(&ctx, &field_manager(CONTROLLER), &*budget, &before, &status).await?;
     if let Some(config) = &config {
         for pct in crossed {
             let note = format!(

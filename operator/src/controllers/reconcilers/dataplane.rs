@@ -19,11 +19,13 @@ use kube_runtime::controller::{Action, Config, Controller};
 use kube_runtime::watcher;
 use tollgate_crds::DataPlane;
 use tollgate_crds::dataplane::DataPlaneStatus;
-use tollgate_crds::status::{ACCEPTED, ConditionStatus, PROGRAMMED, READY, reason, set_condition};
+use tollgate_crds::status::{
+    ACCEPTED, ConditionStatus, PROGRAMMED, READY, reason, set_condition, set_refused,
+};
 
 use super::{
-    Context, apply, apply_status, drain, field_manager, measured, on_change, prune, read_secret,
-    requeue_on_error,
+    Context, apply, drain, field_manager, measured, on_change, prune, read_secret, requeue_on_error,
+    update_status,
 };
 use crate::controllers::configuration::{ConfigOutcome, compile_cluster, referenced_secrets, short};
 use crate::controllers::dataplane::{
@@ -236,20 +238,11 @@ pub async fn reconcile(dp: Arc<DataPlane>, ctx: Arc<Context>) -> Result<Action> 
         }
         Err(e) => {
             // The user's to fix: say so in the status, and wait for the next change.
-            set_condition(
+            set_refused(
                 &mut status.conditions,
-                ACCEPTED,
-                ConditionStatus::False,
                 e.reason(),
                 &e.to_string(),
-                generation,
-                &now,
-            );
-            set_condition(
-                &mut status.conditions,
-                READY,
-                ConditionStatus::False,
-                e.reason(),
+                &[READY],
                 "not deployed",
                 generation,
                 &now,
@@ -257,10 +250,7 @@ pub async fn reconcile(dp: Arc<DataPlane>, ctx: Arc<Context>) -> Result<Action> 
         }
     }
     status.observed_generation = generation;
-    if status != before {
-        apply_status(&ctx.client, &manager, &*dp, &status).await?;
-        ctx.condition_events(&dp.object_ref(&()), &before.conditions, &status.conditions).await;
-    }
+    update_status(&ctx, &manager, &*dp, &before, &status).await?;
     Ok(Action::requeue(RESYNC))
 }
 

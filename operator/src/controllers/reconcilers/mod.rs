@@ -296,6 +296,25 @@ where
     Ok(deleted)
 }
 
+/// Writes `after` as `obj`'s status when it differs from `before` (no write loops), with an
+/// Event for each condition that changed. Returns whether it wrote.
+pub async fn update_status<K, S>(ctx: &Context, manager: &str, obj: &K, before: &S, after: &S) -> Result<bool>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+    S: PartialEq + Serialize + tollgate_crds::status::HasConditions,
+{
+    if before == after {
+        return Ok(false);
+    }
+    apply_status(&ctx.client, manager, obj, after).await?;
+    ctx.condition_events(&obj.object_ref(&()), before.conditions(), after.conditions()).await;
+    Ok(true)
+}
+
 /// Writes `status` with server-side apply on the status subresource of `obj`.
 pub async fn apply_status<K>(client: &Client, manager: &str, obj: &K, status: &impl Serialize) -> Result<()>
 where

@@ -19,7 +19,7 @@ use tollgate_crds::status::{ACCEPTED, ConditionStatus, PROGRAMMED, READY, reason
 use tollgate_crds::{IpToken, Resource as TollgateResource, compile};
 
 use super::{
-    Context, apply_status, drain, field_manager, measured, on_change, read_secret, requeue_on_error,
+    Context, drain, field_manager, measured, on_change, read_secret, requeue_on_error, update_status,
 };
 use crate::controllers::configuration::{
     ConfigOutcome, Problem, compile_error_reason, ip_token_key, safety_policy_key,
@@ -116,16 +116,14 @@ pub async fn reconcile_ip_token(token: Arc<IpToken>, ctx: Arc<Context>) -> Resul
     set_resource_conditions(&mut status.conditions, &problems, &outcome, &key, generation, &super::now());
     status.observed_generation = generation;
     status.secret_hash = secret_hash;
-    if status != before {
-        apply_status(&ctx.client, &field_manager(IP_TOKEN_CONTROLLER), &*token, &status).await?;
-        ctx.condition_events(&token.object_ref(&()), &before.conditions, &status.conditions).await;
-        if before.secret_hash.is_some()
-            && status.secret_hash.is_some()
-            && before.secret_hash != status.secret_hash
-        {
-            let note = "the provider key changed; gateways roll onto it one at a time".to_owned();
-            ctx.event(&token.object_ref(&()), false, "SecretRotated", "Rotate", note).await;
-        }
+    let wrote = update_status(&ctx, &field_manager(IP_TOKEN_CONTROLLER), &*token, &before, &status).await?;
+    if wrote
+        && before.secret_hash.is_some()
+        && status.secret_hash.is_some()
+        && before.secret_hash != status.secret_hash
+    {
+        let note = "the provider key changed; gateways roll onto it one at a time".to_owned();
+        ctx.event(&token.object_ref(&()), false, "SecretRotated", "Rotate", note).await;
     }
     Ok(Action::await_change())
 }
@@ -154,10 +152,7 @@ pub async fn reconcile_safety_policy(policy: Arc<SafetyPolicy>, ctx: Arc<Context
         SafetyPolicyStatus { conditions: before.conditions.clone(), ..SafetyPolicyStatus::default() };
     set_resource_conditions(&mut status.conditions, &problems, &outcome, &key, generation, &super::now());
     status.observed_generation = generation;
-    if status != before {
-        apply_status(&ctx.client, &field_manager(SAFETY_POLICY_CONTROLLER), &*policy, &status).await?;
-        ctx.condition_events(&policy.object_ref(&()), &before.conditions, &status.conditions).await;
-    }
+    update_status(&ctx, &field_manager(SAFETY_POLICY_CONTROLLER), &*policy, &before, &status).await?;
     Ok(Action::await_change())
 }
 

@@ -15,9 +15,11 @@ use kube_runtime::controller::{Action, Controller};
 use kube_runtime::watcher;
 use tollgate_crds::Sandbox;
 use tollgate_crds::sandbox::SandboxPhase;
-use tollgate_crds::status::{ACCEPTED, ConditionStatus, PROGRAMMED, READY, reason, set_condition};
+use tollgate_crds::status::{
+    ACCEPTED, ConditionStatus, PROGRAMMED, READY, reason, set_condition, set_refused,
+};
 
-use super::{Context, apply, apply_status, drain, field_manager, measured, requeue_on_error};
+use super::{Context, apply, drain, field_manager, measured, requeue_on_error, update_status};
 use crate::controllers::Component;
 use crate::controllers::sandbox::{delete_at, desired, observe};
 use crate::error::{Error, Result};
@@ -81,20 +83,11 @@ pub async fn reconcile(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Actio
                 );
             }
             Err(e) => {
-                set_condition(
+                set_refused(
                     &mut status.conditions,
-                    ACCEPTED,
-                    ConditionStatus::False,
                     e.reason(),
                     &e.to_string(),
-                    generation,
-                    &now,
-                );
-                set_condition(
-                    &mut status.conditions,
-                    READY,
-                    ConditionStatus::False,
-                    e.reason(),
+                    &[READY],
                     "not started",
                     generation,
                     &now,
@@ -103,10 +96,7 @@ pub async fn reconcile(sandbox: Arc<Sandbox>, ctx: Arc<Context>) -> Result<Actio
         }
     }
     status.observed_generation = generation;
-    if status != before {
-        apply_status(&ctx.client, &manager, &*sandbox, &status).await?;
-        ctx.condition_events(&sandbox.object_ref(&()), &before.conditions, &status.conditions).await;
-    }
+    update_status(&ctx, &manager, &*sandbox, &before, &status).await?;
 
     let Some(at) = delete_at(&status, sandbox.spec.ttl_seconds_after_finished) else {
         return Ok(Action::requeue(RESYNC));
