@@ -15,18 +15,9 @@ command -v cargo >/dev/null || missing+=("cargo: install Rust with rustup (the t
 command -v python3 >/dev/null || missing+=("python3: apt-get install python3")
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 venv: apt-get install python3-venv")
 command -v curl >/dev/null || missing+=("curl: apt-get install curl")
-command -v psql >/dev/null || missing+=("psql: apt-get install postgresql-client")
-command -v redis-server >/dev/null || missing+=("redis-server (tests start their own): apt-get install redis-server")
 command -v node >/dev/null || missing+=("node (20 or later), for the dashboard: apt-get install nodejs")
 command -v npm >/dev/null || missing+=("npm, for the dashboard: apt-get install npm")
 command -v kubectl >/dev/null || missing+=("kubectl (its built-in kustomize builds manifests/ for the manifest tests): apt-get install kubectl")
-if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
-  missing+=("Redis on 127.0.0.1:6379 (start it: redis-server --daemonize yes --save '' --appendonly no)")
-fi
-PG_URL="${TOLLGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && [ -z "${TOLLGATE_TEST_POSTGRES_URL:-}" ]; then
-  missing+=("PostgreSQL on 127.0.0.1:5432 with trust auth (or set TOLLGATE_TEST_POSTGRES_URL)")
-fi
 # The dashboard's browser tests drive Debian's Chromium (playwright-core never downloads one).
 CHROMIUM="${TOLLGATE_CHROMIUM:-/usr/bin/chromium}"
 if [ ! -x "$CHROMIUM" ]; then
@@ -44,7 +35,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '  - %s\n' "${missing[@]}" >&2
   exit 1
 fi
-export TOLLGATE_TEST_POSTGRES_URL="$PG_URL"
+# PostgreSQL (trust auth on 127.0.0.1:5432) and Redis (127.0.0.1:6379): installed with
+# apt-get as root when missing, configured and started (scripts/services.sh).
+bash scripts/services.sh
+export TOLLGATE_TEST_POSTGRES_URL="${TOLLGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 if [ ! -x .venv/bin/python ] || ! cmp -s e2e/python/requirements.txt .venv/.requirements; then
   echo "== installing Python test packages into .venv"
