@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 //! Reliability through the whole request path, driven by the mock provider's fault
 //! injection: retries and a fallback under a 30% failure rate, circuit breakers, a stream
-//! broken mid-way, per-key rate limits (one gateway, and two sharing Redis), the in-flight
-//! cap, and the metrics scraped and parsed.
+//! broken mid-way, per-key rate limits (one gateway, and two sharing Redis), tokens per
+//! minute charged what an answer really used (key and IP token), the in-flight cap, and the
+//! metrics scraped and parsed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -268,6 +269,74 @@ async fn per_key_rate_limits_admit_exactly_the_limit() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(body.contains("\"rate_limited\""), "{body}");
     assert!(headers.contains_key("retry-after"));
+}
+
+/// An answer of ~500 completion tokens although `max_tokens` is 2: the mock never truncates
+/// tool-call arguments, so the gateway's estimate (input + 2) falls far short.
+fn long_tool_call() -> String {
+    let blob = "x".repeat(2000);
+    format!(r#"[{{"name":"save","arguments":{{"text":"{blob}"}}}}]"#)
+}
+
+/// Two requests in one rate-limit window, retried with a fresh setup when a minute
+/// boundary falls between them (the second would then start a new window).
+async fn second_request_in_one_window(app: &App) -> Option<(StatusCode, http::HeaderMap, String)> {
+    let window = |ms: i64| ms / 60_000;
+    let before = now_ms();
+    let tool_calls = long_tool_call();
+    let (status, _, body) = chat(app, "lonely-1", false, &[("x-mock-tool-calls", &tool_calls)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("tool_calls"), "{body}");
+    let second = chat(app, "lonely-1", false, &[]).await;
+    (window(before) == window(now_ms())).then_some(second)
+}
+
+#[tokio::test]
+async fn a_key_is_charged_the_tokens_an_answer_really_used() {
+    for _ in 0..3 {
+        let db = ScratchDb::sqlite();
+        let t = TestGateway::builder(db.connect().await).resources(TOKENS).start().await;
+        let key = t
+            .keys
+            .create_limited("k".into(), developer("alice"), vec![], None, (None, Some(200)), now_ms())
+            .await;
+        let app = App {
+            router: t.router(),
+            gateway: t.gateway,
+            store: t.store,
+            key: key.unwrap().secret,
+            _db: Some(db),
+        };
+        let Some((status, headers, body)) = second_request_in_one_window(&app).await else { continue };
+        // The first request was admitted at its estimate (well under 200) but used ~500
+        // tokens: the window is over the limit, and a small request is refused.
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(body.contains("tokens per minute"), "{body}");
+        assert_eq!(headers["x-ratelimit-remaining-tokens"], "0");
+        return;
+    }
+    panic!("three attempts straddled a minute boundary");
+}
+
+#[tokio::test]
+async fn an_ip_token_is_charged_the_tokens_an_answer_really_used() {
+    let tokens = TOKENS.replacen(
+        "metadata: {name: flaky}\nspec:\n",
+        "metadata: {name: flaky}\nspec:\n  tpm: 200\n",
+        1,
+    );
+    assert_ne!(tokens, TOKENS);
+    for _ in 0..3 {
+        let db = ScratchDb::sqlite();
+        let t = TestGateway::builder(db.connect().await).resources(&tokens).start().await;
+        let key = t.issue_key("k", developer("alice")).await.secret;
+        let app = App { router: t.router(), gateway: t.gateway, store: t.store, key, _db: Some(db) };
+        let Some((status, _, body)) = second_request_in_one_window(&app).await else { continue };
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(body.contains("provider credential's rate limit"), "{body}");
+        return;
+    }
+    panic!("three attempts straddled a minute boundary");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

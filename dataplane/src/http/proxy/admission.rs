@@ -1,6 +1,44 @@
 //! Budget admission: reserve the worst case on every budget that applies, settle once.
+//! Tokens-per-minute windows are charged the estimate at admission and corrected at settle
+//! when the answer used more.
 
 use super::*;
+use crate::observability::tracing::{attr, record_error, record_u64};
+
+/// The window of every per-minute limit (as `check_rate` uses).
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// A tokens-per-minute window charged with a request's estimate: what to correct at settle.
+#[derive(Debug, Clone)]
+pub(super) struct TpmCharge {
+    /// The limiter key (`key:{id}:tpm`, `ipt:{id}:tpm`).
+    key: String,
+    /// When it was charged: the correction goes to the same window.
+    at_ms: i64,
+    /// Tokens charged.
+    tokens: u64,
+}
+
+/// Checks `tokens` against a tokens-per-minute limit at `key` (failing open, like every
+/// rate limit); when admitted, also the charge to correct once the usage is known.
+pub(super) async fn check_tpm(
+    shared: &Shared,
+    key: String,
+    limit: u64,
+    tokens: u64,
+) -> Option<(RateDecision, Option<TpmCharge>)> {
+    let at_ms = crate::now_ms();
+    match shared.rate_limiter.check(&key, limit, tokens, RATE_WINDOW, at_ms).await {
+        Ok(d) => {
+            let charge = d.allowed.then_some(TpmCharge { key, at_ms, tokens });
+            Some((d, charge))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; admitting");
+            None
+        }
+    }
+}
 
 /// A request admitted against its budgets (or with none to answer to).
 pub(super) struct Admitted {
@@ -11,6 +49,10 @@ pub(super) struct Admitted {
     pub(super) budgets: Vec<(BudgetConfig, BudgetKey)>,
     /// Estimated input tokens plus the output cap (tokens-per-minute limits charge this).
     pub(super) token_estimate: u64,
+    /// The caller's key's tokens-per-minute window, when charged for this request.
+    pub(super) key_tpm: Option<TpmCharge>,
+    /// The serving IP token's tokens-per-minute window, when charged for this attempt.
+    pub(super) upstream_tpm: Option<TpmCharge>,
 }
 
 impl Admitted {
@@ -21,12 +63,20 @@ impl Admitted {
 }
 
 impl Admitted {
-    /// Settles to the actual usage; returns the cost.
-    pub(super) async fn settle(&mut self, shared: &Shared, usage: TokenUsage) -> u64 {
+    /// Settles to the actual usage (in a `budget.settle` span) and corrects the
+    /// tokens-per-minute windows this request was charged in; returns the cost.
+    pub(super) async fn settle(&mut self, shared: &Shared, span: &RequestSpan, usage: TokenUsage) -> u64 {
         let cost = self.prices.map_or(0, |p| cost_micros(&p, &usage));
-        if let Some(r) = self.reservation.take() {
-            r.settle(cost).await;
+        let settle = span.settle();
+        async {
+            if let Some(r) = self.reservation.take() {
+                r.settle(cost).await;
+            }
+            self.correct_tpm(shared, usage).await;
         }
+        .instrument(settle.clone())
+        .await;
+        record_u64(&settle, attr::TOLLGATE_COST_MICRO_USD, cost);
         if cost > 0 && !self.budgets.is_empty() {
             check_alerts(
                 Arc::clone(&shared.counters),
@@ -37,6 +87,35 @@ impl Admitted {
             );
         }
         cost
+    }
+
+    /// Settles at `cost` when the usage is not known (a stream that broke before it said),
+    /// in a `budget.settle` span; tokens-per-minute windows keep the estimate.
+    pub(super) async fn settle_unmetered(&mut self, span: &RequestSpan, cost: u64) {
+        let settle = span.settle();
+        if let Some(r) = self.reservation.take() {
+            r.settle(cost).instrument(settle.clone()).await;
+        }
+        record_u64(&settle, attr::TOLLGATE_COST_MICRO_USD, cost);
+    }
+
+    /// Adds what the answer used beyond the estimate to every tokens-per-minute window this
+    /// request was charged in, so a request that used more counts fully. NB: never a refund
+    /// when it used less: providers count `max_tokens` against their own TPM the same way,
+    /// and the upstream limits exist to stay under theirs.
+    async fn correct_tpm(&self, shared: &Shared, usage: TokenUsage) {
+        let actual = usage.input.saturating_add(usage.output);
+        for charge in [&self.key_tpm, &self.upstream_tpm].into_iter().flatten() {
+            let extra = actual.saturating_sub(charge.tokens);
+            if extra == 0 {
+                continue;
+            }
+            let extra = i64::try_from(extra).unwrap_or(i64::MAX);
+            // Awaited, not spawned: the caller's next request must already see it.
+            if let Err(e) = shared.rate_limiter.add(&charge.key, extra, RATE_WINDOW, charge.at_ms).await {
+                tracing::warn!(error = %e, "rate limiter unavailable; tokens-per-minute not corrected");
+            }
+        }
     }
 
     /// Settles a request that failed before any answer: nothing consumed.
@@ -69,9 +148,51 @@ impl From<ApiError> for Refusal {
     }
 }
 
-/// Reserves the worst-case cost of this request on every budget that applies.
+/// Reserves the worst-case cost of this request on every budget that applies, in a
+/// `budget.reserve` span that says what was reserved and how it ended.
 #[expect(clippy::too_many_arguments, reason = "the request path's state, passed once")]
 pub(super) async fn admit(
+    shared: &Shared,
+    runtime: &Runtime,
+    ctx: &Ctx,
+    principal: &crate::auth::Principal,
+    model: &str,
+    route: &ModelRoute,
+    value: &mut Value,
+    need_tokens: bool,
+) -> Result<Admitted, Refusal> {
+    let span = ctx.span.budget_reserve();
+    let result = reserve(shared, runtime, ctx, principal, model, route, value, need_tokens)
+        .instrument(span.clone())
+        .await;
+    let outcome = match &result {
+        Ok(Admitted { reservation: Some(r), .. }) => {
+            record_u64(&span, attr::TOLLGATE_RESERVED_MICRO_USD, r.reserved_micros);
+            "admitted"
+        }
+        // Nothing to reserve on: no budget applies, or soft budgets on an unpriced model.
+        Ok(Admitted { budgets, .. }) if budgets.is_empty() => "none",
+        // Soft budgets while the counters cannot answer: admitted unchecked.
+        Ok(_) => "unchecked",
+        Err(refusal) => {
+            if let Some((_, budget)) = refusal.error.headers.iter().find(|(n, _)| *n == "x-tollgate-budget") {
+                span.record(attr::TOLLGATE_BUDGET_ID, budget.as_str());
+            }
+            if refusal.downgrade.is_some() {
+                // Not a failure of the request: it goes on with the cheaper model.
+                "downgraded"
+            } else {
+                record_error(&span, refusal.error.code);
+                "refused"
+            }
+        }
+    };
+    span.record(attr::TOLLGATE_BUDGET_OUTCOME, outcome);
+    result
+}
+
+#[expect(clippy::too_many_arguments, reason = "the request path's state, passed once")]
+async fn reserve(
     shared: &Shared,
     runtime: &Runtime,
     ctx: &Ctx,
@@ -97,6 +218,8 @@ pub(super) async fn admit(
                 input_micros: 0,
                 budgets: Vec::new(),
                 token_estimate: 0,
+                key_tpm: None,
+                upstream_tpm: None,
             });
         }
         let input = input_tokens(value);
@@ -108,6 +231,8 @@ pub(super) async fn admit(
             input_micros,
             budgets: Vec::new(),
             token_estimate: input.saturating_add(max_output),
+            key_tpm: None,
+            upstream_tpm: None,
         });
     }
     let budgets: Vec<&BudgetConfig> = indices.iter().filter_map(|&i| runtime.config.budgets.get(i)).collect();
@@ -140,6 +265,8 @@ pub(super) async fn admit(
             input_micros: 0,
             budgets: Vec::new(),
             token_estimate,
+            key_tpm: None,
+            upstream_tpm: None,
         });
     };
     let max_output = match (ctx.endpoint, tokens::max_output_tokens(value, wire)) {
@@ -176,6 +303,8 @@ pub(super) async fn admit(
             input_micros,
             budgets: keyed,
             token_estimate: input.saturating_add(max_output),
+            key_tpm: None,
+            upstream_tpm: None,
         }),
         Ok(Admission::Refused { budget_id, remaining_micros, window_end_ms }) => {
             let budget = budgets.iter().find(|b| b.id == budget_id);
@@ -207,6 +336,8 @@ pub(super) async fn admit(
                 input_micros,
                 budgets: keyed,
                 token_estimate: input.saturating_add(max_output),
+                key_tpm: None,
+                upstream_tpm: None,
             })
         }
     }

@@ -17,6 +17,33 @@ pub(super) fn violation_error(v: &Violation) -> ApiError {
     e
 }
 
+/// Records a safety pass on its span: the strictest action taken (`block`, `redact`, `log`,
+/// or `none`; a finding of a policy in audit mode counts as `log`, since it was only
+/// recorded), the names of the rules that matched (never the matched text), and an error
+/// when it blocked.
+pub(super) fn record_verdict(span: &tracing::Span, findings: &[Finding]) {
+    use crate::observability::tracing::{attr, record_error};
+    let rank = |f: &Finding| match (f.audit, f.action.as_str()) {
+        (false, "block") => 3,
+        (false, "redact") => 2,
+        _ => 1,
+    };
+    let action = match findings.iter().map(rank).max() {
+        Some(3) => "block",
+        Some(2) => "redact",
+        Some(_) => "log",
+        None => "none",
+    };
+    span.record(attr::TOLLGATE_SAFETY_ACTION, action);
+    let rules: BTreeSet<&str> = findings.iter().map(|f| f.rule.as_ref()).collect();
+    if !rules.is_empty() {
+        span.record(attr::TOLLGATE_SAFETY_RULES, rules.into_iter().collect::<Vec<_>>().join(",").as_str());
+    }
+    if action == "block" {
+        record_error(span, "policy_violation");
+    }
+}
+
 /// Scans a streamed answer in the caller's format.
 pub(super) struct StreamGuard {
     scanner: StreamScanner,

@@ -276,7 +276,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let key = shared.keys.authenticate(headers, ctx.ts_ms).await?;
     ctx.key = Some(Arc::clone(&key));
-    ctx.span.set_principal(&key.principal.name);
+    ctx.span.set_principal(&format!("{}/{}", key.principal.kind.as_str(), key.principal.name));
     let mut limit_headers = Vec::new();
     if let Some(rpm) = key.rpm
         && let Some(d) = check_rate(shared, &format!("key:{}:rpm", key.id), rpm, 1).await
@@ -311,13 +311,15 @@ async fn run(
     let policy = runtime.safety.policies_for(&crate::safety::Subject::from_principal(&key.principal, None));
     if !policy.is_empty() {
         let verdict = {
-            let _s = ctx.span.safety(SafetyStage::Input).entered();
-            match ctx.endpoint {
+            let span = ctx.span.safety(SafetyStage::Input);
+            let verdict = span.in_scope(|| match ctx.endpoint {
                 Endpoint::Embeddings => policy.check_embeddings_input(&value),
                 Endpoint::ChatCompletions | Endpoint::Messages => {
                     policy.check_request(&value, ctx.endpoint.wire())
                 }
-            }
+            });
+            guard::record_verdict(&span, &verdict.findings);
+            verdict
         };
         shared.report_findings(
             &ctx.request_id,
@@ -334,6 +336,8 @@ async fn run(
     let mut model = model;
     let mut tried_models: Vec<String> = Vec::new();
     let mut deadline: Option<Instant> = None;
+    // The key's tokens-per-minute charge (first model only), corrected at settle.
+    let mut key_tpm = None;
     loop {
         ctx.model = Some(model.clone());
         ctx.span.set_model(&model);
@@ -345,7 +349,7 @@ async fn run(
                 .targets
                 .iter()
                 .any(|t| runtime.config.ip_tokens.get(t.ip_token).is_some_and(|c| c.tpm.is_some()));
-        let admitted = match admit(
+        let mut admitted = match admit(
             shared,
             &runtime,
             ctx,
@@ -360,6 +364,7 @@ async fn run(
             Ok(admitted) => admitted,
             Err(Refusal { downgrade: Some(to), .. }) if ctx.downgraded_from.is_none() && to != model => {
                 tracing::info!(request_id = %ctx.request_id, from = %model, to = %to, "budget exhausted; downgrading");
+                ctx.span.set_fallback_from(&model);
                 ctx.downgraded_from = Some(std::mem::replace(&mut model, to));
                 set_model(&mut value, &model);
                 continue;
@@ -373,17 +378,19 @@ async fn run(
         };
         if tried_models.is_empty()
             && let Some(tpm) = key.tpm
-            && let Some(d) =
-                check_rate(shared, &format!("key:{}:tpm", key.id), tpm, admitted.token_estimate).await
+            && let Some((d, charge)) =
+                admission::check_tpm(shared, format!("key:{}:tpm", key.id), tpm, admitted.token_estimate)
+                    .await
         {
             if !d.allowed {
-                let mut admitted = admitted;
                 admitted.release().await;
                 shared.metrics.rate_limited(RateLimitKind::Tokens, RateLimitScope::Principal);
                 return Err(rate_limited(&d, RateKind::Tokens, "your key's"));
             }
+            key_tpm = charge;
             limit_headers.extend(ratelimit::headers(&d, RateKind::Tokens));
         }
+        admitted.key_tpm.clone_from(&key_tpm);
         tried_models.push(model.clone());
         let call = Call {
             runtime: &runtime,

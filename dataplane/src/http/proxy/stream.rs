@@ -64,6 +64,7 @@ pub(super) fn stream_response(
     let started = ctx.started;
     let model = ctx.model.clone().unwrap_or_default();
     let span = ctx.span.clone();
+    let task_span = span.span().clone();
     let request_id = ctx.request_id.clone();
     let principal = record.principal_kind.clone().zip(record.principal_name.clone());
     let mut extras = extras;
@@ -72,6 +73,8 @@ pub(super) fn stream_response(
         let shared = shared_task;
         let StreamExtras { ticket, outstanding, held: _held, guard: _, .. } = extras;
         let mut admitted = admitted;
+        // The output scan runs as the answer flows: its span covers the whole stream.
+        let safety_span = guard.is_some().then(|| span.safety(SafetyStage::Output));
         let mut pump = Pump {
             mode,
             usage: TokenUsage::default(),
@@ -82,13 +85,18 @@ pub(super) fn stream_response(
             first_content: None,
             guard: guard.map(StreamGuard::new),
             blocked: None,
+            finish_reasons: Vec::new(),
         };
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
         if let Some(g) = &pump.guard {
             let principal = principal.as_ref().map(|(k, n)| (k.as_str(), n.as_str()));
             shared.report_findings(&request_id, principal, &g.findings);
+            if let Some(s) = &safety_span {
+                guard::record_verdict(s, &g.findings);
+            }
         }
+        drop(safety_span);
         if let Some(at) = pump.first_content {
             shared.metrics.time_to_first_token(&model, at.saturating_duration_since(started));
         }
@@ -105,23 +113,29 @@ pub(super) fn stream_response(
             Some(pump.usage)
         };
         let cost = match usage {
-            Some(u) => admitted.settle(&shared, u).await,
+            Some(u) => admitted.settle(&shared, &span, u).await,
             None => {
                 let per_token = admitted.prices.map_or(0, |p| p.output_per_mtok.div_ceil(1_000_000));
                 // Never more than the worst case reserved for it.
                 let cost = admitted
                     .cap(admitted.input_micros.saturating_add(per_token.saturating_mul(pump.content_events)));
-                if let Some(r) = admitted.reservation.take() {
-                    r.settle(cost).await;
-                }
+                admitted.settle_unmetered(&span, cost).await;
                 cost
             }
         };
-        let ctx_for_metrics = (&model, pump.usage, cost, admitted.prices.is_some());
-        shared.metrics.tokens(ctx_for_metrics.0, ctx_for_metrics.1.input, ctx_for_metrics.1.output);
-        if ctx_for_metrics.3 {
-            shared.metrics.cost(ctx_for_metrics.0, cost);
+        let priced = admitted.prices.is_some();
+        shared.metrics.tokens(&model, pump.usage.input, pump.usage.output);
+        if priced {
+            shared.metrics.cost(&model, cost);
         }
+        let reasons: Vec<&str> = pump.finish_reasons.iter().map(String::as_str).collect();
+        span.set_response(&crate::observability::ResponseAttributes {
+            model: Some(&model),
+            finish_reasons: &reasons,
+            input_tokens: pump.usage.input,
+            output_tokens: pump.usage.output,
+            cost_micro_usd: priced.then_some(cost),
+        });
         let mut record = record;
         record.input_tokens = pump.usage.input;
         record.output_tokens = pump.usage.output;
@@ -134,7 +148,7 @@ pub(super) fn stream_response(
             pump.send(bytes).await;
         }
     };
-    tokio::spawn(task.instrument(span.span().clone()));
+    tokio::spawn(task.instrument(task_span));
     let mut response = Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
@@ -157,6 +171,8 @@ pub(super) struct Pump {
     pub(super) guard: Option<StreamGuard>,
     /// Set when the guard blocked the answer.
     pub(super) blocked: Option<crate::safety::Violation>,
+    /// Why generation stopped, as the upstream's events said (for the request span).
+    pub(super) finish_reasons: Vec<String>,
 }
 
 impl Pump {
@@ -298,6 +314,20 @@ impl Pump {
 
     /// Handles one upstream event; returns true when the upstream said it is done.
     pub(super) async fn on_event(&mut self, event: SseEvent, held: &mut Option<Bytes>) -> bool {
+        // NB: a text test first, so only the (usually one) event that says why the answer
+        // stopped is parsed a second time; every OpenAI chunk carries `"finish_reason":null`.
+        let d = &event.data;
+        if ["\"finish_reason\":\"", "\"finish_reason\": \"", "\"stop_reason\":\"", "\"stop_reason\": \""]
+            .iter()
+            .any(|p| d.contains(p))
+            && let Ok(v) = serde_json::from_str::<Value>(d)
+        {
+            for reason in super::upstream::finish_reasons(&v) {
+                if !self.finish_reasons.contains(&reason) {
+                    self.finish_reasons.push(reason);
+                }
+            }
+        }
         match &mut self.mode {
             StreamMode::OpenAiPassthrough { include_usage } => {
                 if event.data == "[DONE]" {

@@ -4,6 +4,7 @@
 //! with provider messages sanitised.
 
 use super::*;
+use crate::observability::tracing::{attr, record_error};
 
 /// What is being asked upstream, for every attempt.
 pub(in crate::http) struct Call<'a> {
@@ -117,7 +118,7 @@ pub(super) async fn attempt_upstreams(
             }
         };
         // Throttle before the provider does.
-        if let Some(limited) = upstream_limits(shared, token, admitted.token_estimate).await {
+        if let Some(limited) = upstream_limits(shared, token, &mut admitted).await {
             breaker.record(permit, Outcome::Ignored, Instant::now());
             excluded.push(i);
             last = Some((limited, ErrorClass::RateLimited));
@@ -135,22 +136,28 @@ pub(super) async fn attempt_upstreams(
             }
         };
         ctx.attempts += 1;
+        let upstream_target = crate::observability::UpstreamTarget {
+            provider: upstream.provider_name(),
+            ip_token: &upstream.id,
+            server_address: upstream.server_address(),
+            server_port: server_port(upstream, &request),
+        };
+        // The request span names the last upstream tried: the one that served, if any did.
+        ctx.span.set_upstream(&upstream_target);
         let attempt_span = ctx.span.upstream_attempt(&crate::observability::UpstreamAttempt {
             attempt: ctx.attempts,
-            target: crate::observability::UpstreamTarget {
-                provider: upstream.provider_name(),
-                ip_token: &upstream.id,
-                server_address: upstream.server_address(),
-                server_port: None,
-            },
+            target: upstream_target,
             model: &target.upstream_model,
         });
         let outstanding = shared.outstanding(&upstream.id).start();
         let sent = Instant::now();
         let first_byte = call.timeouts.phase(call.timeouts.first_byte, ctx.started, sent);
         let sent_result = tokio::time::timeout(first_byte, shared.client.send(upstream, request))
-            .instrument(attempt_span)
+            .instrument(attempt_span.clone())
             .await;
+        if let Ok(Ok(response)) = &sent_result {
+            attempt_span.record(attr::HTTP_RESPONSE_STATUS_CODE, i64::from(response.status().as_u16()));
+        }
         let (error, class, outcome, retry_after) = match sent_result {
             Ok(Ok(response)) if response.status().is_success() => {
                 let ticket = BreakerTicket { breaker: Arc::clone(&breaker), permit, sent };
@@ -234,7 +241,9 @@ pub(super) async fn attempt_upstreams(
         drop(outstanding);
         shared.metrics.upstream_attempt(upstream.provider_name(), call.model, outcome, sent.elapsed());
         publish_breaker(shared, &upstream.id, call.model, &breaker);
-        ctx.span.set_error(class.as_str());
+        // NB: on the attempt, not the request: a retry or fallback may still succeed, and
+        // the request span's error is set once, by `handle`, if it does not.
+        record_error(&attempt_span, error.code);
         excluded.push(i);
         let remaining = call.deadline.saturating_duration_since(Instant::now());
         let delay = {
@@ -283,11 +292,13 @@ fn choose(shared: &Shared, call: &Call<'_>, excluded: &[usize], now: Instant) ->
 }
 
 /// An IP token's own rpm/tpm limits; `Some(error)` when this request would exceed them.
+/// Remembers the tokens-per-minute charge on `admitted`, to be corrected at settle.
 async fn upstream_limits(
     shared: &Shared,
     token: Option<&tollgate_crds::config::IpTokenConfig>,
-    token_estimate: u64,
+    admitted: &mut Admitted,
 ) -> Option<ApiError> {
+    admitted.upstream_tpm = None;
     let token = token?;
     if let Some(rpm) = token.rpm
         && let Some(d) = check_rate(shared, &format!("ipt:{}:rpm", token.id), u64::from(rpm), 1).await
@@ -297,13 +308,30 @@ async fn upstream_limits(
         return Some(rate_limited(&d, RateKind::Requests, "the provider credential's"));
     }
     if let Some(tpm) = token.tpm
-        && let Some(d) = check_rate(shared, &format!("ipt:{}:tpm", token.id), tpm, token_estimate).await
-        && !d.allowed
+        && let Some((d, charge)) =
+            super::admission::check_tpm(shared, format!("ipt:{}:tpm", token.id), tpm, admitted.token_estimate)
+                .await
     {
-        shared.metrics.rate_limited(RateLimitKind::Tokens, RateLimitScope::IpToken);
-        return Some(rate_limited(&d, RateKind::Tokens, "the provider credential's"));
+        if !d.allowed {
+            shared.metrics.rate_limited(RateLimitKind::Tokens, RateLimitScope::IpToken);
+            return Some(rate_limited(&d, RateKind::Tokens, "the provider credential's"));
+        }
+        admitted.upstream_tpm = charge;
     }
     None
+}
+
+/// The port an HTTP upstream is reached on (none for the in-process mock).
+fn server_port(upstream: &Upstream, request: &http::Request<Body>) -> Option<u16> {
+    if upstream.server_address() == "in-process" {
+        return None;
+    }
+    let uri = request.uri();
+    uri.port_u16().or_else(|| match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    })
 }
 
 fn publish_breaker(
@@ -421,8 +449,9 @@ async fn finish_json(
             (Bytes::from(serde_json::to_vec(&out).unwrap_or_default()), usage)
         }
     };
-    let cost = admitted.settle(shared, usage).await;
-    account(shared, ctx, served_model, usage, cost, admitted.prices.is_some());
+    let cost = admitted.settle(shared, &ctx.span, usage).await;
+    let reasons = finish_reasons(&parsed);
+    account(shared, ctx, served_model, usage, cost, admitted.prices.is_some(), &reasons);
     // Safety on the whole answer (tool-call arguments included), in the caller's format.
     let mut out = out;
     let mut blocked = None;
@@ -430,8 +459,10 @@ async fn finish_json(
         && let Ok(answer) = serde_json::from_slice::<Value>(&out)
     {
         let verdict = {
-            let _s = ctx.span.safety(SafetyStage::Output).entered();
-            policy.check_response(&answer, ctx.endpoint.wire())
+            let span = ctx.span.safety(SafetyStage::Output);
+            let verdict = span.in_scope(|| policy.check_response(&answer, ctx.endpoint.wire()));
+            guard::record_verdict(&span, &verdict.findings);
+            verdict
         };
         let principal = ctx.key.as_ref().map(|k| (k.principal.kind.as_str(), k.principal.name.as_str()));
         shared.report_findings(&ctx.request_id, principal, &verdict.findings);
@@ -470,18 +501,47 @@ async fn finish_json(
 }
 
 /// Token and cost metrics and span attributes of a settled answer.
-pub(super) fn account(shared: &Shared, ctx: &Ctx, model: &str, usage: TokenUsage, cost: u64, priced: bool) {
+pub(super) fn account(
+    shared: &Shared,
+    ctx: &Ctx,
+    model: &str,
+    usage: TokenUsage,
+    cost: u64,
+    priced: bool,
+    finish_reasons: &[String],
+) {
     shared.metrics.tokens(model, usage.input, usage.output);
     if priced {
         shared.metrics.cost(model, cost);
     }
+    let reasons: Vec<&str> = finish_reasons.iter().map(String::as_str).collect();
     ctx.span.set_response(&crate::observability::ResponseAttributes {
         model: Some(model),
-        finish_reasons: &[],
+        finish_reasons: &reasons,
         input_tokens: usage.input,
         output_tokens: usage.output,
         cost_micro_usd: priced.then_some(cost),
     });
+}
+
+/// Why generation stopped, as the provider said it, from an answer or a stream event in
+/// either wire format: OpenAI's `choices[].finish_reason`, Anthropic's `stop_reason` (at the
+/// top of a message, or in a `message_delta` event's `delta`).
+pub(super) fn finish_reasons(value: &Value) -> Vec<String> {
+    let mut reasons: Vec<String> = value
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("finish_reason").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
+    for anthropic in [value.get("stop_reason"), value.pointer("/delta/stop_reason")] {
+        if let Some(reason) = anthropic.and_then(Value::as_str) {
+            reasons.push(reason.to_owned());
+        }
+    }
+    reasons
 }
 
 /// A stream whose first events have arrived, with the rest still to read.
