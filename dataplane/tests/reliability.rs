@@ -222,6 +222,8 @@ async fn breaker_trips_at_its_threshold_stops_calling_and_recovers() {
     }
     assert!(opened.elapsed() >= Duration::from_millis(250));
     assert_eq!(chat(&app, "lonely-1", false, &[]).await.0, StatusCode::OK);
+    // The gauge follows it back to closed.
+    assert_eq!(metric(&app, "tollgate_breaker_state", &[("ip_token", "default/flaky")]), 0.0);
 }
 
 #[tokio::test]

@@ -6,12 +6,12 @@
 //!
 //! ```text
 //! chat {model}                 kind server: gen_ai.* request/response/usage, error.type
-//! ├── safety input             one per safety pass (input, output, tool)
-//! ├── budget.reserve           worst-case reservation
+//! ├── safety input             one per safety pass when a policy applies (input, output)
+//! ├── budget.reserve           worst-case reservation, one per model tried
 //! ├── chat {upstream model}    kind client: one per upstream attempt (retries, fallbacks)
 //! ├── chat {upstream model}
 //! ├── safety output
-//! └── budget.settle            actual cost, usage record
+//! └── budget.settle            actual cost; tokens-per-minute corrected
 //! ```
 //!
 //! A W3C `traceparent` sent by the caller becomes the parent of the request span.
@@ -66,7 +66,7 @@ pub mod attr {
     pub const GEN_AI_REQUEST_MODEL: &str = "gen_ai.request.model";
     /// `max_tokens` of the request.
     pub const GEN_AI_REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
-    /// The model that answered.
+    /// The model that answered: its Tollgate name, after downgrades and fallbacks.
     pub const GEN_AI_RESPONSE_MODEL: &str = "gen_ai.response.model";
     /// Why generation stopped (string array).
     pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
@@ -98,9 +98,10 @@ pub mod attr {
     pub const TOLLGATE_COST_MICRO_USD: &str = "tollgate.cost.micro_usd";
     /// Reserved (worst-case) cost in micro-USD.
     pub const TOLLGATE_RESERVED_MICRO_USD: &str = "tollgate.cost.reserved_micro_usd";
-    /// The budget that decided (refused, or the tightest one).
+    /// The budget that refused.
     pub const TOLLGATE_BUDGET_ID: &str = "tollgate.budget.id";
-    /// `admitted`, `refused`, `downgraded`.
+    /// `admitted`, `none` (no budget applies, or soft budgets on an unpriced model),
+    /// `unchecked` (soft budgets while the counters cannot answer), `downgraded`, `refused`.
     pub const TOLLGATE_BUDGET_OUTCOME: &str = "tollgate.budget.outcome";
     /// `input`, `output`, `tool`.
     pub const TOLLGATE_SAFETY_STAGE: &str = "tollgate.safety.stage";

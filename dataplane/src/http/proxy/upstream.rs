@@ -29,11 +29,16 @@ pub(super) struct BreakerTicket {
     pub(super) breaker: Arc<crate::reliability::CircuitBreaker>,
     pub(super) permit: crate::reliability::Permit,
     pub(super) sent: Instant,
+    /// Where the breaker's state is published, so a success that closes it shows.
+    pub(super) metrics: crate::observability::Metrics,
+    pub(super) ip_token: String,
+    pub(super) model: String,
 }
 
 impl BreakerTicket {
     pub(super) fn report(self, outcome: Outcome) {
         self.breaker.record(self.permit, outcome, Instant::now());
+        publish_breaker(&self.metrics, &self.ip_token, &self.model, &self.breaker);
     }
 }
 
@@ -160,7 +165,14 @@ pub(super) async fn attempt_upstreams(
         }
         let (error, class, outcome, retry_after) = match sent_result {
             Ok(Ok(response)) if response.status().is_success() => {
-                let ticket = BreakerTicket { breaker: Arc::clone(&breaker), permit, sent };
+                let ticket = BreakerTicket {
+                    breaker: Arc::clone(&breaker),
+                    permit,
+                    sent,
+                    metrics: shared.metrics.clone(),
+                    ip_token: upstream.id.clone(),
+                    model: call.model.to_owned(),
+                };
                 if call.stream {
                     // Nothing has reached the caller until the first event is in hand, so a
                     // stream that breaks before it is still retried.
@@ -240,7 +252,7 @@ pub(super) async fn attempt_upstreams(
         };
         drop(outstanding);
         shared.metrics.upstream_attempt(upstream.provider_name(), call.model, outcome, sent.elapsed());
-        publish_breaker(shared, &upstream.id, call.model, &breaker);
+        publish_breaker(&shared.metrics, &upstream.id, call.model, &breaker);
         // NB: on the attempt, not the request: a retry or fallback may still succeed, and
         // the request span's error is set once, by `handle`, if it does not.
         record_error(&attempt_span, error.code);
@@ -335,7 +347,7 @@ fn server_port(upstream: &Upstream, request: &http::Request<Body>) -> Option<u16
 }
 
 fn publish_breaker(
-    shared: &Shared,
+    metrics: &crate::observability::Metrics,
     ip_token: &str,
     model: &str,
     breaker: &crate::reliability::CircuitBreaker,
@@ -345,7 +357,7 @@ fn publish_breaker(
         crate::reliability::CircuitState::HalfOpen => crate::observability::BreakerState::HalfOpen,
         crate::reliability::CircuitState::Open { .. } => crate::observability::BreakerState::Open,
     };
-    shared.metrics.breaker_state(ip_token, model, state);
+    metrics.breaker_state(ip_token, model, state);
 }
 
 /// The upstream request for this target: the caller's body, translated to the target's wire
