@@ -1,7 +1,7 @@
 //! Tollgate's control plane. In standalone mode (`tollgate up`) it runs in the same process
 //! as the gateway: the admin API below manages virtual keys and reads usage. In Kubernetes
-//! it will also run the controllers that compile resources into the gateways'
-//! configuration.
+//! ([`serve`]) the replica holding the leader lease also runs the controllers, which
+//! compile resources into the gateways' configuration, and the scheduler.
 //!
 //! Data flow: admin request → [`api::router`] (authenticated by virtual key, role-checked)
 //! → the gateway's key service and the store. In Kubernetes: a resource →

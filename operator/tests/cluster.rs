@@ -1,11 +1,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-//! Against a real cluster, when `KUBECONFIG` is set (skipped otherwise, saying so): applies
+//! Against a real cluster (ignored by default: run it with `--ignored` and `KUBECONFIG` set;
+//! the project's own API server is `e2e/kube`, issue 13): applies
 //! the CRDs and `examples/` with `kubectl`, runs the controllers in this process (with a
 //! SQLite database in a temporary directory) and waits until the configuration resources
 //! are Ready and the example DataPlane's configuration is published. Pods need not start
 //! (the cluster may lack gVisor or the images): what is checked is the operator's part.
 //!
-//! `KUBECONFIG=~/.kube/config cargo test -p tollgate-operator --test cluster -- --nocapture`
+//! `KUBECONFIG=~/.kube/config cargo test -p tollgate-operator --test cluster -- --ignored --nocapture`
 
 use std::process::Command;
 use std::sync::Arc;
@@ -45,11 +46,12 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real Kubernetes API server (e2e/kube, issue 13)"]
 async fn examples_become_ready_on_a_real_cluster() {
-    if std::env::var_os("KUBECONFIG").is_none() {
-        eprintln!("SKIPPED: set KUBECONFIG to run the operator against a real cluster");
-        return;
-    }
+    assert!(
+        std::env::var_os("KUBECONFIG").is_some(),
+        "set KUBECONFIG to the cluster to run the operator against"
+    );
     let _ = rustls::crypto::ring::default_provider().install_default();
     kubectl(&["apply", "--server-side", "-f", "crds/yaml/crds.yaml"]);
     kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "-f", "crds/yaml/crds.yaml"]);

@@ -3,7 +3,7 @@
 //!
 //! Every piece is a pure decision (or a thin, thread-safe state holder) that takes the time
 //! from its caller, so the request path drives it and tests control the clock. Where each
-//! one sits on the request path (`http/proxy.rs`, ARCHITECTURE §5):
+//! one sits on the request path (`http/proxy/`, ARCHITECTURE §5):
 //!
 //! 1. On arrival: [`overload::InFlight::try_enter`] — beyond the cap, 503 with
 //!    `Retry-After` at once. The guard lives until the last byte of the response (move it
@@ -25,8 +25,10 @@
 //!    [`retry::ErrorClass`], [`retry::RetryPolicy::retry_delay`] says whether and when to
 //!    retry, and [`fallback::FallbackPolicy::next`] which model to try once retries are
 //!    exhausted or pointless. Only while no byte has reached the client.
-//! 5. After the response: [`ratelimit::RateLimiter::add`] corrects tokens per minute by
-//!    actual − estimate. Budgets settle once, whatever the number of attempts.
+//! 5. At settle: when the answer used more tokens than its estimate,
+//!    [`ratelimit::RateLimiter::add`] adds actual − estimate to the key's and the serving IP
+//!    token's tokens-per-minute windows (never a refund: providers count `max_tokens` the
+//!    same way). Budgets settle once, whatever the number of attempts.
 
 pub mod balance;
 pub mod breaker;

@@ -8,8 +8,9 @@
 //! a counter is keyed by (key, window start): a new window starts from zero with no reset.
 //!
 //! Tokens per minute are charged an estimate at admission ([`RateLimiter::check`] with
-//! `cost` = estimated tokens) and corrected when the usage is known ([`RateLimiter::add`]
-//! with actual − estimate, at the `now_ms` of the check so the same window is corrected).
+//! `cost` = estimated tokens) and, when the answer used more, corrected once the usage is
+//! known ([`RateLimiter::add`] with actual − estimate, at the `now_ms` of the check so the
+//! same window is corrected; the request path never refunds).
 //!
 //! NB: rate limits fail OPEN. A Redis error or timeout (≤ [`REDIS_TIMEOUT`]) is
 //! [`RateLimitError::Unavailable`] and the caller admits the request (and logs and counts
