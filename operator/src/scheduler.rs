@@ -7,7 +7,8 @@
 //! Leadership: standalone with SQLite is trivially the leader; on PostgreSQL a session
 //! advisory lock held on one dedicated connection decides, so of several control-plane
 //! processes sharing a database exactly one runs the jobs, and another takes over when its
-//! connection goes away. (In Kubernetes the operator's Lease decides which process runs.)
+//! connection goes away. (In Kubernetes every operator replica starts the scheduler and
+//! this lock, not the controllers' Lease, picks the one that runs the jobs.)
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,9 +1,10 @@
 //! `DataPlane` → the gateway's ServiceAccount, Role, RoleBinding, Deployment, Service, HPA
 //! and PodDisruptionBudget.
 //!
-//! The gateway reads its configuration and provider keys from mounted files
-//! ([`super::gateway_config`]) and never calls the Kubernetes API: its pods get no service
-//! account token. The configuration is hot-reloaded by the gateway (it polls the file), so a
+//! The gateway reads its provider keys and configuration from mounted files
+//! ([`super::gateway_config`]), or its configuration from the database the gateways share,
+//! and never calls the Kubernetes API: its pods get no service account token. The
+//! configuration is hot-reloaded by the gateway ([`tollgate_dataplane::config_sync`]), so a
 //! configuration change does not restart pods; the provider keys are read at start, so
 //! their hash is in the pod template and a key rotation rolls the pods one at a time.
 
