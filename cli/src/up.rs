@@ -9,6 +9,8 @@ use anyhow::Context;
 use tollgate_dataplane::auth::KeyService;
 use tollgate_dataplane::budget::Alerts;
 use tollgate_dataplane::cost::CounterStore;
+use tollgate_dataplane::http::BodyTimeouts;
+use tollgate_dataplane::http::server::{ServerLimits, serve};
 use tollgate_dataplane::observability::{LogFormat, TelemetryConfig, init_tracing};
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
@@ -64,6 +66,29 @@ pub struct UpArgs {
     /// Requests served at once; beyond it 503 at once.
     #[arg(long, env = "TOLLGATE_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
+    /// Requests of one virtual key served at once; beyond it 429 at once (0: no cap).
+    #[arg(long, env = "TOLLGATE_MAX_IN_FLIGHT_PER_KEY", default_value_t = 1024)]
+    pub max_in_flight_per_key: usize,
+    /// Open client connections at most (0: three quarters of the descriptor limit, which
+    /// is raised to its hard limit at start).
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Open client connections from one source address at most (0: no cap).
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1024)]
+    pub max_connections_per_address: usize,
+    /// Seconds a request head may take to arrive (also the most a new connection may stay
+    /// silent).
+    #[arg(long, env = "TOLLGATE_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// Seconds a keep-alive connection may stay silent between requests.
+    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT_SECONDS", default_value_t = 75)]
+    pub idle_timeout_seconds: u64,
+    /// Seconds a request body may take to arrive whole.
+    #[arg(long, env = "TOLLGATE_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// Seconds a request body may stall between two chunks.
+    #[arg(long, env = "TOLLGATE_BODY_IDLE_SECONDS", default_value_t = 10)]
+    pub body_idle_seconds: u64,
     /// Seconds between usage rollups (what `tollgate usage` and the dashboard read).
     #[arg(long, env = "TOLLGATE_ROLLUP_SECONDS", default_value_t = 15)]
     pub rollup_seconds: u64,
@@ -111,8 +136,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let options = GatewayOptions {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,
+        max_in_flight_per_key: args.max_in_flight_per_key,
+        body_timeouts: BodyTimeouts {
+            total: Duration::from_secs(args.body_timeout_seconds.max(1)),
+            idle: Duration::from_secs(args.body_idle_seconds.max(1)),
+        },
         redis: args.redis.clone().map(|url| (url, args.redis_prefix.clone())),
         ..GatewayOptions::default()
+    };
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_secs(args.header_timeout_seconds.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout_seconds.max(1)),
+        max_connections: args.max_connections,
+        max_connections_per_address: args.max_connections_per_address,
+        ..ServerLimits::default()
     };
     let counters = CounterStore::from_options(options.redis.as_ref())
         .await
@@ -180,7 +217,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     });
 
-    serve_until_shutdown(listener, app, gateway, Duration::from_secs(args.shutdown_seconds)).await
+    serve_until_shutdown(listener, app, limits, gateway, Duration::from_secs(args.shutdown_seconds)).await
 }
 
 /// Serves until SIGINT/SIGTERM, then drains: readiness false, new requests refused (503),
@@ -188,17 +225,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 pub async fn serve_until_shutdown(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    limits: ServerLimits,
     gateway: Gateway,
     deadline: Duration,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(serve(
+        listener,
+        app,
+        limits,
+        async move {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(2),
+    ));
     tollgate_dataplane::shutdown_signal().await;
     tracing::info!(deadline_seconds = deadline.as_secs(), "shutting down: finishing requests in flight");
     let left = gateway.drain(deadline).await;
@@ -206,8 +246,8 @@ pub async fn serve_until_shutdown(
         tracing::warn!(requests = left, "shutdown deadline reached with requests still running");
     }
     let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(2), server).await {
-        Ok(Ok(result)) => result?,
+    match tokio::time::timeout(Duration::from_secs(3), server).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("connections still open after the deadline; closing"),
     }
@@ -221,7 +261,15 @@ async fn watch_resources(cp: ControlPlane, paths: Vec<PathBuf>, seconds: u64) {
     loop {
         tick.tick().await;
         // Files that do not load leave the previous file set (and configuration) in force.
-        let loaded = resources::load_config(&paths).and_then(|_| resources::load(&paths));
+        // NB: read and parsed on a blocking thread: a big resource file must not hold up
+        // the requests this process serves meanwhile.
+        let files = paths.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            resources::load_config(&files).and_then(|_| resources::load(&files))
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
         match loaded {
             Ok(files) => {
                 cp.config.set_files(files);

@@ -39,7 +39,9 @@ use crate::budget::{Alerts, key_for};
 use crate::cost::CounterStore;
 use crate::observability::{Metrics, Vocabulary};
 use crate::providers::UpstreamClient;
-use crate::reliability::{BreakerConfig, Breakers, InFlight, Outstanding, RateLimiter, RetryPolicy};
+use crate::reliability::{
+    BreakerConfig, Breakers, InFlight, Outstanding, PerKeyInFlight, RateLimiter, RetryPolicy,
+};
 use crate::runtime::Runtime;
 use crate::secrets::SecretSource;
 use crate::store::Store;
@@ -62,6 +64,10 @@ pub struct GatewayOptions {
     pub stream_idle_timeout: Duration,
     /// Requests served at once; beyond it, 503 at once (never an unbounded queue).
     pub max_in_flight: usize,
+    /// Requests of one virtual key served at once; beyond it, 429 at once (`0`: no cap).
+    pub max_in_flight_per_key: usize,
+    /// How long a request body may take to arrive (whole, and between chunks).
+    pub body_timeouts: http::BodyTimeouts,
     /// Retries of failed upstream attempts (before any byte reached the caller).
     pub retry: RetryPolicy,
     /// Circuit breakers per (IP token, model).
@@ -81,6 +87,8 @@ impl Default for GatewayOptions {
             response_timeout: Duration::from_secs(600),
             stream_idle_timeout: Duration::from_secs(30),
             max_in_flight: 4096,
+            max_in_flight_per_key: 1024,
+            body_timeouts: http::BodyTimeouts::default(),
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
             redis: None,
@@ -115,6 +123,10 @@ pub struct Shared {
     pub rate_limiter: RateLimiter,
     /// The in-flight cap.
     pub in_flight: InFlight,
+    /// The in-flight cap per virtual key.
+    pub in_flight_per_key: Arc<PerKeyInFlight>,
+    /// Large safety scans running at once on the blocking pool (one per core): more wait.
+    pub scan_slots: tokio::sync::Semaphore,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Preferred models by principal (`kind/name`), used when a chat request names no model
@@ -202,6 +214,10 @@ impl Gateway {
             outstanding: std::sync::Mutex::default(),
             rate_limiter,
             in_flight: InFlight::new(options.max_in_flight),
+            in_flight_per_key: PerKeyInFlight::new(options.max_in_flight_per_key),
+            scan_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             metrics: Metrics::new(),
             preferred_models: std::sync::RwLock::default(),
             findings: safety::log::FindingLog::default(),

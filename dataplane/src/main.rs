@@ -13,6 +13,7 @@ use tollgate_dataplane::auth::KeyService;
 use tollgate_dataplane::budget::Alerts;
 use tollgate_dataplane::config_sync::{ConfigSync, Outcome, Source};
 use tollgate_dataplane::cost::CounterStore;
+use tollgate_dataplane::http::server::{ServerLimits, serve};
 use tollgate_dataplane::observability::{TelemetryConfig, init_tracing, metrics_handler};
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
@@ -55,9 +56,19 @@ struct Args {
     /// Requests served at once; beyond it 503 at once.
     #[arg(long, env = "TOLLGATE_MAX_IN_FLIGHT", default_value_t = 4096)]
     max_in_flight: usize,
+    /// Requests of one virtual key served at once; beyond it 429 at once (0: no cap).
+    #[arg(long, env = "TOLLGATE_MAX_IN_FLIGHT_PER_KEY", default_value_t = 1024)]
+    max_in_flight_per_key: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "TOLLGATE_MAX_BODY_BYTES", default_value_t = 4 << 20)]
     max_body_bytes: usize,
+    /// Open client connections at most (0: three quarters of the descriptor limit, which is
+    /// raised to its hard limit at start).
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS", default_value_t = 0)]
+    max_connections: usize,
+    /// Open client connections from one source address at most (0: no cap).
+    #[arg(long, env = "TOLLGATE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 1024)]
+    max_connections_per_address: usize,
 }
 
 #[tokio::main]
@@ -74,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let options = GatewayOptions {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,
+        max_in_flight_per_key: args.max_in_flight_per_key,
         redis: args.redis.clone().map(|url| (url, args.redis_prefix.clone())),
         ..GatewayOptions::default()
     };
@@ -123,13 +135,20 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, gateway.router())
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
-    );
+    let limits = ServerLimits {
+        max_connections: args.max_connections,
+        max_connections_per_address: args.max_connections_per_address,
+        ..ServerLimits::default()
+    };
+    let server = tokio::spawn(serve(
+        listener,
+        gateway.router(),
+        limits,
+        async move {
+            let _ = stop_rx.await;
+        },
+        Duration::from_secs(2),
+    ));
     tollgate_dataplane::shutdown_signal().await;
     let left = gateway.drain(Duration::from_secs(args.shutdown_seconds)).await;
     if left > 0 {

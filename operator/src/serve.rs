@@ -122,7 +122,17 @@ async fn serve(addr: SocketAddr, app: axum::Router, what: &'static str) -> anyho
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, what, "listening");
-    axum::serve(listener, app).await.with_context(|| format!("{what} server stopped"))
+    // The gateway's listener: header-read, idle and connection limits (a slow or silent
+    // client cannot hold the admin API either).
+    tollgate_dataplane::http::server::serve(
+        listener,
+        app,
+        tollgate_dataplane::http::server::ServerLimits::default(),
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await;
+    anyhow::bail!("{what} server stopped")
 }
 
 /// Runs the operator until SIGTERM, or until leadership is lost (an error: exit and restart).

@@ -64,7 +64,13 @@ impl TestGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port on 127.0.0.1");
         let addr = listener.local_addr().expect("the listener's address");
         let router = self.router();
-        tokio::spawn(async move { axum::serve(listener, router).await.expect("serving the gateway") });
+        tokio::spawn(tollgate_dataplane::http::server::serve(
+            listener,
+            router,
+            tollgate_dataplane::http::server::ServerLimits::default(),
+            std::future::pending(),
+            std::time::Duration::ZERO,
+        ));
         addr
     }
 

@@ -3,10 +3,12 @@
 
 mod models;
 mod proxy;
+pub mod server;
 pub mod validate;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -15,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde_json::Value;
 
 use crate::Shared;
@@ -81,8 +83,36 @@ fn sanitize_path(path: &str) -> String {
     path.chars().take(200).filter(|c| !c.is_control()).collect()
 }
 
-/// Reads a request body up to `limit` bytes (413 beyond it, judged by `Content-Length` first).
+/// How long a request body may take to arrive: whole, and between two of its chunks. A
+/// caller that sends headers and then a trickle (or nothing) is cut with a 408 instead of
+/// holding its connection, its task and its place in the in-flight cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeouts {
+    /// The whole body.
+    pub total: Duration,
+    /// Silence between two chunks.
+    pub idle: Duration,
+}
+
+impl Default for BodyTimeouts {
+    fn default() -> Self {
+        Self { total: Duration::from_secs(30), idle: Duration::from_secs(10) }
+    }
+}
+
+/// Reads a request body up to `limit` bytes (413 beyond it, judged by `Content-Length`
+/// first) within the default [`BodyTimeouts`].
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    read_body_within(headers, body, limit, BodyTimeouts::default()).await
+}
+
+/// Reads a request body up to `limit` bytes within `timeouts` (408 when it is late).
+pub async fn read_body_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeouts: BodyTimeouts,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -90,12 +120,30 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::too_large(limit))
+    let deadline = tokio::time::Instant::now() + timeouts.total;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(8 << 10, |n| n as usize).min(limit));
+    loop {
+        let wait = timeouts.idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => return Err(ApiError::invalid("the request body could not be read", None)),
+            Err(_) => {
+                let what = if tokio::time::Instant::now() >= deadline {
+                    format!("the request body did not arrive within {} s", timeouts.total.as_secs())
+                } else {
+                    format!("the request body stalled for {} s", timeouts.idle.as_secs())
+                };
+                return Err(ApiError::body_timeout(what));
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::too_large(limit));
+            }
+            buf.extend_from_slice(&data);
         }
-        Err(_) => Err(ApiError::invalid("the request body could not be read", None)),
     }
 }
 

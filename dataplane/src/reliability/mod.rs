@@ -5,10 +5,12 @@
 //! from its caller, so the request path drives it and tests control the clock. Where each
 //! one sits on the request path (`http/proxy/`, ARCHITECTURE §5):
 //!
-//! 1. On arrival: [`overload::InFlight::try_enter`] — beyond the cap, 503 with
-//!    `Retry-After` at once. The guard lives until the last byte of the response (move it
-//!    into the streaming body). On SIGTERM, [`overload::InFlight::close`] then
-//!    [`overload::InFlight::wait_idle`] under the shutdown deadline.
+//! 1. Once the body is read (within the body timeouts, `http::BodyTimeouts`):
+//!    [`overload::InFlight::try_enter`] — beyond the cap, 503 with `Retry-After` at once —
+//!    and [`overload::PerKeyInFlight::try_enter`] — beyond the key's cap, 429. The guards
+//!    live until the last byte of the response (moved into the streaming body). On
+//!    SIGTERM, [`overload::InFlight::close`] then [`overload::InFlight::wait_idle`] under
+//!    the shutdown deadline.
 //! 2. After authentication: [`ratelimit::RateLimiter::check`] for the principal's requests
 //!    per minute (cost 1) and tokens per minute (cost = estimated tokens); refused → 429
 //!    `rate_limited` with `Retry-After` ([`ratelimit::RateDecision::retry_after_secs`]) and
@@ -41,7 +43,7 @@ pub mod timeouts;
 pub use balance::{Candidate, Outstanding, OutstandingGuard, pick};
 pub use breaker::{BreakerConfig, Breakers, CircuitBreaker, CircuitState, Open, Outcome, Permit};
 pub use fallback::FallbackPolicy;
-pub use overload::{InFlight, InFlightGuard};
+pub use overload::{InFlight, InFlightGuard, PerKeyGuard, PerKeyInFlight};
 pub use ratelimit::{RateDecision, RateKind, RateLimitError, RateLimiter, headers};
 pub use retry::{ErrorClass, RetryPolicy, classify_status};
 pub use timeouts::Timeouts;

@@ -1,8 +1,11 @@
-//! Overload protection: a cap on requests in flight in this gateway. Beyond it a request is
-//! refused at once (503 with `Retry-After`), never queued; on shutdown new requests are
-//! refused and the in-flight ones are waited for.
+//! Overload protection: a cap on requests in flight in this gateway, and a smaller one per
+//! virtual key so that one caller cannot take every place. Beyond either a request is
+//! refused at once (503 or 429 with `Retry-After`), never queued; on shutdown new requests
+//! are refused and the in-flight ones are waited for. A request counts once its body has
+//! been read (slow bodies are cut by the body timeouts, not held here).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -79,6 +82,70 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// Requests in flight per virtual key, capped.
+#[derive(Debug)]
+pub struct PerKeyInFlight {
+    cap: usize,
+    counts: Mutex<HashMap<Arc<str>, usize>>,
+}
+
+impl PerKeyInFlight {
+    /// At most `cap` requests of one key at once (0: no cap).
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self { cap, counts: Mutex::new(HashMap::new()) })
+    }
+
+    /// Counts a request of `key` in, or `None` when the key already has `cap` in flight.
+    pub fn try_enter(self: &Arc<Self>, key: &str) -> Option<PerKeyGuard> {
+        if self.cap == 0 {
+            return Some(PerKeyGuard { owner: None, key: Arc::from("") });
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let key: Arc<str> = match counts.get_key_value(key) {
+            Some((k, _)) => Arc::clone(k),
+            None => Arc::from(key),
+        };
+        let n = counts.entry(Arc::clone(&key)).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(PerKeyGuard { owner: Some(Arc::clone(self)), key })
+    }
+
+    /// Requests of `key` in flight now.
+    pub fn in_flight(&self, key: &str) -> usize {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied().unwrap_or(0)
+    }
+
+    /// The cap per key (0: none).
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+}
+
+/// One request counted in a [`PerKeyInFlight`].
+#[derive(Debug)]
+#[must_use = "the request is counted out as soon as the guard is dropped"]
+pub struct PerKeyGuard {
+    owner: Option<Arc<PerKeyInFlight>>,
+    key: Arc<str>,
+}
+
+impl Drop for PerKeyGuard {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.owner {
+            let mut counts = owner.counts.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = counts.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +161,22 @@ mod tests {
         assert_eq!(cap.in_flight(), 0);
         let _again = cap.try_enter().unwrap();
         assert_eq!(cap.in_flight(), 1);
+    }
+
+    #[test]
+    fn one_key_cannot_take_every_place() {
+        let per_key = PerKeyInFlight::new(2);
+        let a1 = per_key.try_enter("a").unwrap();
+        let _a2 = per_key.try_enter("a").unwrap();
+        assert!(per_key.try_enter("a").is_none());
+        let _b = per_key.try_enter("b").unwrap();
+        assert_eq!(per_key.in_flight("a"), 2);
+        drop(a1);
+        assert_eq!(per_key.in_flight("a"), 1);
+        let _a3 = per_key.try_enter("a").unwrap();
+        let unlimited = PerKeyInFlight::new(0);
+        let all: Vec<PerKeyGuard> = (0..100).map(|_| unlimited.try_enter("a").unwrap()).collect();
+        assert_eq!(all.len(), 100);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! NB: every span produced starts and ends at an ASCII byte or at a regex match boundary,
 //! so slicing the text there never splits a UTF-8 character.
 
+use std::collections::HashMap;
+
 use tollgate_crds::safety::Detector;
 
 use super::injection::{self, InjectionPattern};
@@ -314,6 +316,8 @@ impl Builtins {
         let assignments = mask.any(&[Detector::GenericAssignment, Detector::AwsSecretKey]);
         let mut i = if mask.is_empty() && !injection { n } else { 0 };
         let mut prev_alnum = false;
+        // Where the last private key found ends: headers inside it are part of it.
+        let mut pem_reach = 0;
         while i < n {
             let c = b[i];
             match self.class[usize::from(c)] {
@@ -328,7 +332,7 @@ impl Builtins {
                             for &ai in self.bucket_list.get(s as usize..e as usize).unwrap_or(&[]) {
                                 if let Some(a) = self.anchor_at(b, i, head, ai) {
                                     for h in &a.handlers {
-                                        self.verify(*h, text, i, mask, injection, out);
+                                        self.verify(*h, text, i, mask, injection, &mut pem_reach, out);
                                     }
                                 }
                             }
@@ -364,7 +368,7 @@ impl Builtins {
                     for &ai in &self.by_byte[usize::from(c)] {
                         if let Some(a) = self.anchor_at(b, i, head, ai) {
                             for h in &a.handlers {
-                                self.verify(*h, text, i, mask, injection, out);
+                                self.verify(*h, text, i, mask, injection, &mut pem_reach, out);
                             }
                         }
                     }
@@ -385,6 +389,7 @@ impl Builtins {
         dedupe(out, first);
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the scan loop's state, passed down to one verifier")]
     fn verify(
         &self,
         h: Handler,
@@ -392,6 +397,7 @@ impl Builtins {
         at: usize,
         mask: DetectorMask,
         injection: bool,
+        pem_reach: &mut usize,
         out: &mut Vec<Hit>,
     ) {
         let b = text.as_bytes();
@@ -407,7 +413,7 @@ impl Builtins {
             }
             Handler::Google if on(Detector::GoogleApiKey) => google(b, at, out),
             Handler::Stripe if on(Detector::StripeKey) => stripe(b, at, out),
-            Handler::Pem if on(Detector::PrivateKey) => pem(b, at, out),
+            Handler::Pem if on(Detector::PrivateKey) && at >= *pem_reach => pem(b, at, pem_reach, out),
             Handler::Jwt if on(Detector::Jwt) => jwt(b, at, out),
             Handler::Bearer if on(Detector::GenericAssignment) => bearer(b, at, out),
             Handler::Injection(i) if injection => {
@@ -424,35 +430,65 @@ impl Builtins {
 
 /// Drops overlapping duplicates among the built-in hits from `first` on: a generic
 /// assignment that overlaps a specific secret, and overlapping hits of one detector (the
-/// longer stays).
+/// one that starts first, or the longer of two that start together, stays).
+///
+/// O(h log h) in the number of hits: a text made of nothing but matches (a megabyte of
+/// `a.b@c.de `) has hundreds of thousands of them, so no pair of hits is ever compared.
 fn dedupe(out: &mut Vec<Hit>, first: usize) {
     let hits = &mut out[first..];
     if hits.len() < 2 {
         return;
     }
     hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+    let specific =
+        |h: &Hit| matches!(h.rule, Rule::Builtin(d) if d != Detector::GenericAssignment && !d.is_pii());
     let mut keep = vec![true; hits.len()];
-    for i in 0..hits.len() {
-        let Rule::Builtin(a) = hits[i].rule else { continue };
-        for j in 0..hits.len() {
-            if i == j || !keep[j] {
+    // Same detector: a hit overlapping an earlier kept hit of its detector goes. Hits are
+    // sorted by start, so the earlier kept hits it can overlap are the ones whose redacted
+    // part ends after its own starts: the furthest end per detector says it.
+    let same_detector_pass = |keep: &mut [bool], only_generic: bool| {
+        let mut reach: HashMap<Detector, usize> = HashMap::new();
+        for (i, h) in hits.iter().enumerate() {
+            let Rule::Builtin(d) = h.rule else { continue };
+            if !keep[i] || (d == Detector::GenericAssignment) != only_generic {
                 continue;
             }
-            let Rule::Builtin(b) = hits[j].rule else { continue };
-            let overlap =
-                hits[i].redact_start < hits[j].redact_end && hits[j].redact_start < hits[i].redact_end;
-            if !overlap {
-                continue;
-            }
-            let drop_i =
-                (a == Detector::GenericAssignment && b != Detector::GenericAssignment && !b.is_pii())
-                    || (a == b && (j < i));
-            if drop_i {
+            let end = reach.entry(d).or_insert(0);
+            if h.redact_start < *end {
                 keep[i] = false;
-                break;
+            } else {
+                *end = (*end).max(h.redact_end);
+            }
+        }
+    };
+    same_detector_pass(&mut keep, false);
+    // Generic assignments overlapping a kept specific secret go: the kept secrets' redacted
+    // parts sorted by start with a running maximum of their ends answer "does any of them
+    // overlap [s, e)" by one binary search.
+    let mut secrets: Vec<(usize, usize)> = hits
+        .iter()
+        .zip(&keep)
+        .filter(|(h, k)| **k && specific(h))
+        .map(|(h, _)| (h.redact_start, h.redact_end))
+        .collect();
+    if !secrets.is_empty() {
+        secrets.sort_unstable();
+        let mut furthest = 0;
+        for s in &mut secrets {
+            furthest = furthest.max(s.1);
+            s.1 = furthest;
+        }
+        for (i, h) in hits.iter().enumerate() {
+            if h.rule != Rule::Builtin(Detector::GenericAssignment) {
+                continue;
+            }
+            let before_end = secrets.partition_point(|s| s.0 < h.redact_end);
+            if before_end > 0 && secrets[before_end - 1].1 > h.redact_start {
+                keep[i] = false;
             }
         }
     }
+    same_detector_pass(&mut keep, true);
     let mut k = keep.into_iter();
     let tail: Vec<Hit> = out.drain(first..).filter(|_| k.next().unwrap_or(false)).collect();
     out.extend(tail);
@@ -1293,9 +1329,13 @@ pub(super) fn pem_footer_end(b: &[u8], from: usize) -> Option<usize> {
     Some(after + close + 5)
 }
 
-fn pem(b: &[u8], at: usize, out: &mut Vec<Hit>) {
+/// A private key from its header to its footer (or to the end of the text when the footer
+/// is missing). NB: headers before `reach` lie inside the key found last and are skipped,
+/// so a text of headers without footers costs one search for a footer, not one per header.
+fn pem(b: &[u8], at: usize, reach: &mut usize, out: &mut Vec<Hit>) {
     let Some(header_end) = pem_header_end(b, at) else { return };
     let end = pem_footer_end(b, header_end).unwrap_or(b.len());
+    *reach = end;
     out.push(Hit::builtin(Detector::PrivateKey, at, end));
 }
 

@@ -27,7 +27,7 @@ use tollgate_crds::money::format_usd;
 use self::admission::{Admitted, Refusal, admit};
 use self::stream::{StreamExtras, StreamMode, stream_response};
 use self::upstream::{BreakerTicket, Call, Failed, FirstEvents, attempt_upstreams};
-use super::{parse_json, read_body, validate};
+use super::{parse_json, read_body_within, validate};
 use crate::Shared;
 use crate::auth::KeyRecord;
 use crate::budget::{Reservation, check_alerts, key_for};
@@ -42,7 +42,8 @@ use crate::providers::sse::{SseEvent, SseParser};
 use crate::providers::{Operation, Provider, Upstream, UpstreamError, Wire};
 use crate::reliability::ratelimit::{self, RateDecision, RateKind};
 use crate::reliability::{
-    Candidate, ErrorClass, FallbackPolicy, InFlightGuard, Outcome, Timeouts, classify_status, pick,
+    Candidate, ErrorClass, FallbackPolicy, InFlightGuard, Outcome, PerKeyGuard, Timeouts, classify_status,
+    pick,
 };
 use crate::runtime::Runtime;
 use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream, TokenUsage};
@@ -118,6 +119,7 @@ pub(super) struct Ctx {
 #[derive(Default)]
 pub(super) struct Held {
     _in_flight: Option<InFlightGuard>,
+    _per_key: Option<PerKeyGuard>,
     _gauge: Option<MetricsInFlight>,
 }
 
@@ -177,22 +179,10 @@ pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -
         attempts: 0,
         policy: None,
     };
-    let result = match shared.in_flight.try_enter() {
-        Some(guard) => {
-            ctx.held = Held { _in_flight: Some(guard), _gauge: Some(shared.metrics.in_flight()) };
-            run(&shared, &mut ctx, &parts.headers, body).instrument(span.span().clone()).await
-        }
-        None if shared.in_flight.is_closed() => Err(ApiError {
-            retry_after: Some(1),
-            ..ApiError::unavailable("shutting_down", "this gateway is shutting down; retry on another")
-        }),
-        None => {
-            shared.metrics.overloaded();
-            Err(ApiError {
-                retry_after: Some(1),
-                ..ApiError::unavailable("overloaded", "the gateway is at capacity; retry shortly")
-            })
-        }
+    let result = if shared.in_flight.is_closed() {
+        Err(shutting_down())
+    } else {
+        run(&shared, &mut ctx, &parts.headers, body).instrument(span.span().clone()).await
     };
     let (mut response, code) = match result {
         Ok(response) => (response, None),
@@ -227,6 +217,47 @@ pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// Bodies up to this size are scanned on the request's own task (a few microseconds);
+/// larger ones on the blocking pool.
+const INLINE_SCAN_BYTES: usize = 64 << 10;
+
+fn shutting_down() -> ApiError {
+    ApiError {
+        retry_after: Some(1),
+        ..ApiError::unavailable("shutting_down", "this gateway is shutting down; retry on another")
+    }
+}
+
+/// Counts a request in flight, in all and for its key; refused at once beyond either cap.
+fn enter_in_flight(shared: &Shared, key: &KeyRecord) -> Result<Held, ApiError> {
+    let Some(per_key) = shared.in_flight_per_key.try_enter(&key.id) else {
+        shared.metrics.overloaded();
+        return Err(ApiError::rate_limited(
+            "too_many_concurrent_requests",
+            format!(
+                "your key has {} requests in flight, the most allowed at once; retry when one finishes",
+                shared.in_flight_per_key.cap()
+            ),
+            Some(1),
+        ));
+    };
+    match shared.in_flight.try_enter() {
+        Some(guard) => Ok(Held {
+            _in_flight: Some(guard),
+            _per_key: Some(per_key),
+            _gauge: Some(shared.metrics.in_flight()),
+        }),
+        None if shared.in_flight.is_closed() => Err(shutting_down()),
+        None => {
+            shared.metrics.overloaded();
+            Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::unavailable("overloaded", "the gateway is at capacity; retry shortly")
+            })
+        }
+    }
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -287,7 +318,11 @@ async fn run(
         }
         limit_headers.extend(ratelimit::headers(&d, RateKind::Requests));
     }
-    let bytes = read_body(headers, body, shared.options.max_body_bytes).await?;
+    let bytes =
+        read_body_within(headers, body, shared.options.max_body_bytes, shared.options.body_timeouts).await?;
+    // NB: counted in flight only once the body is here, so callers that send slowly (or
+    // not at all) hold no place that others need; the body timeouts cut them.
+    ctx.held = enter_in_flight(shared, &key)?;
     let mut value = parse_json(&bytes)?;
     if ctx.endpoint != Endpoint::Embeddings {
         apply_preferred_model(shared, &key.principal, &mut value)?;
@@ -310,15 +345,30 @@ async fn run(
     // Safety on the input, before anything is reserved or sent upstream.
     let policy = runtime.safety.policies_for(&crate::safety::Subject::from_principal(&key.principal, None));
     if !policy.is_empty() {
-        let verdict = {
-            let span = ctx.span.safety(SafetyStage::Input);
-            let verdict = span.in_scope(|| match ctx.endpoint {
-                Endpoint::Embeddings => policy.check_embeddings_input(&value),
-                Endpoint::ChatCompletions | Endpoint::Messages => {
-                    policy.check_request(&value, ctx.endpoint.wire())
-                }
+        let span = ctx.span.safety(SafetyStage::Input);
+        let (endpoint, wire) = (ctx.endpoint, ctx.endpoint.wire());
+        let check = move |policy: &crate::safety::PolicySet, value: &Value| {
+            let verdict = span.in_scope(|| match endpoint {
+                Endpoint::Embeddings => policy.check_embeddings_input(value),
+                Endpoint::ChatCompletions | Endpoint::Messages => policy.check_request(value, wire),
             });
             guard::record_verdict(&span, &verdict.findings);
+            verdict
+        };
+        let verdict = if bytes.len() <= INLINE_SCAN_BYTES {
+            check(&policy, &value)
+        } else {
+            // NB: a large body is scanned on the blocking pool, a few at a time, so that
+            // scanning never holds the async workers every other request needs.
+            let _slot = shared.scan_slots.acquire().await.map_err(|_| shutting_down())?;
+            let (policy, owned) = (Arc::clone(&policy), std::mem::take(&mut value));
+            let (owned, verdict) = tokio::task::spawn_blocking(move || {
+                let verdict = check(&policy, &owned);
+                (owned, verdict)
+            })
+            .await
+            .map_err(|_| ApiError::internal("the safety check failed"))?;
+            value = owned;
             verdict
         };
         shared.report_findings(
