@@ -127,6 +127,41 @@ def test_every_answer_matches_its_schema(gw):
     # Errors have their schema too.
     call("GET", "/api/v1/budgets/{name}", "/api/v1/budgets/nope")
     call("POST", "/api/v1/keys", json={"principal": {"kind": "robot", "name": "x"}})
+    # limit is 1-500, as the schema says.
+    for bad in ["0", "501"]:
+        for template in ["/api/v1/keys", "/api/v1/resources", "/api/v1/audit", "/api/v1/usage/requests"]:
+            r = call("GET", template, f"{template}?limit={bad}")
+            assert r.status_code == 400 and r.json()["error"]["param"] == "limit", r.text
+    # Bodies are objects.
+    r = call("PUT", "/api/v1/me/preferences", who=dev, json=["mock-1"])
+    assert r.status_code == 400, r.text
+    # A policy that does not apply to the caller is a documented 404, like a missing one.
+    other_team = {"apiVersion": "tollgate.dev/v1alpha1", "kind": "SafetyPolicy", "metadata": {"name": "team-b-only"},
+                  "spec": {"selector": {"subjects": [{"kind": "team", "name": "team-b"}]},
+                           "input": {"custom": {"terms": [{"id": "codename", "terms": ["secret-project"],
+                                                                   "action": "block"}]}}}}
+    assert call("POST", "/api/v1/resources/{kind}", "/api/v1/resources/safetypolicies",
+                json=other_team).status_code == 201
+    for name in ["team-b-only", "no-such-policy"]:
+        r = call("POST", "/api/v1/safety/check", who=dev, json={"policy": name, "text": "secret-project"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "policy_not_found", r.text
+    assert call("POST", "/api/v1/safety/check", json={"policy": "team-b-only", "text": "x"}).status_code == 200
+    call("DELETE", "/api/v1/resources/{kind}/{namespace}/{name}", "/api/v1/resources/safetypolicies/default/team-b-only")
+    # Resource documents too deep or too big for the parser: refused at once, documented.
+    yaml = {"authorization": f"Bearer {gw.admin_key}", "content-type": "application/yaml"}
+    started = time.monotonic()
+    r = httpx.post(gw.url + "/api/v1/resources/budgets", headers=yaml, content="[" * 200_000, timeout=10)
+    check("POST", "/api/v1/resources/{kind}", r)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "too_deep", r.text
+    assert time.monotonic() - started < 5
+    r = httpx.post(gw.url + "/api/v1/resources/budgets", headers=yaml, content="[" * 300_000, timeout=10)
+    check("POST", "/api/v1/resources/{kind}", r)
+    assert r.status_code == 413, r.text
+    # A method a path does not serve: 405 with the error format and Allow.
+    r = httpx.request("PATCH", gw.url + "/api/v1/keys", headers={"authorization": f"Bearer {gw.admin_key}"},
+                      timeout=10)
+    assert r.status_code == 405 and "GET" in r.headers["allow"], r.text
+    jsonschema.validate(r.json(), {"$ref": "#/components/schemas/Error", "components": COMPONENTS})
     call("DELETE", "/api/v1/resources/{kind}/{namespace}/{name}", "/api/v1/resources/safetypolicies/default/pii")
     call("DELETE", "/api/v1/teams/{name}/members/{user}", "/api/v1/teams/team-a/members/sam")
     call("DELETE", "/api/v1/keys/{id}", f"/api/v1/keys/{rotated['record']['id']}")

@@ -144,6 +144,7 @@ fn fill(path: &str) -> String {
 
 both!(authorization_matrix_covers_every_route, |app| Box::pin(async move {
     assert!(ROUTES.len() >= 30, "the table lists every endpoint");
+    let doc = tollgate_operator::api::openapi::document();
     for r in ROUTES {
         let path = fill(r.path);
         let body = matches!(r.method, "POST" | "PUT").then(|| json!({}));
@@ -182,6 +183,13 @@ both!(authorization_matrix_covers_every_route, |app| Box::pin(async move {
             assert!(
                 status.as_u16() < 500 || status == StatusCode::SERVICE_UNAVAILABLE,
                 "{} {}: {status}",
+                r.method,
+                r.path
+            );
+            let documented = &doc["paths"][r.path][r.method.to_ascii_lowercase()]["responses"];
+            assert!(
+                documented[status.as_str()].is_object(),
+                "{} {} as {who:?} answered {status}, which its OpenAPI document does not list: {answer}",
                 r.method,
                 r.path
             );
@@ -721,6 +729,218 @@ both!(key_rotation_issues_a_new_key_and_revokes_the_old, |app| Box::pin(async mo
     assert_eq!(app.router.clone().oneshot(whoami(new_key)).await.unwrap().status(), StatusCode::OK);
     let (s, _) = call(&app, Some("admin"), "POST", &format!("/api/v1/keys/{old_id}/rotate"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "a revoked key cannot be rotated");
+}));
+
+both!(deep_yaml_is_refused_fast_without_stalling_others, |app| Box::pin(async move {
+    let post = |body: String| {
+        Request::post("/api/v1/resources/budgets")
+            .header("authorization", format!("Bearer {}", app.keys["admin"]))
+            .header("content-type", "application/yaml")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    // 200 KB of nesting: libyaml took 27 s of CPU on this, holding an async worker.
+    let head = "apiVersion: tollgate.dev/v1alpha1\nkind: Budget\nmetadata: {name: deep}\nspec: ";
+    let attacks = [
+        "[".repeat(200_000),
+        format!("{head}{}", "{a: ".repeat(50_000)),
+        format!("{head}\n  subject: {}", "[x, ".repeat(50_000)),
+    ];
+    let started = std::time::Instant::now();
+    let mut running = Vec::new();
+    for attack in attacks.iter().cycle().take(6) {
+        let router = app.router.clone();
+        let request = post(attack.clone());
+        running.push(tokio::spawn(async move { router.oneshot(request).await.unwrap() }));
+    }
+    // Meanwhile other callers are answered.
+    let (s, _) = call(&app, Some("developer"), "GET", "/api/v1/whoami", None).await;
+    assert_eq!(s, StatusCode::OK);
+    for r in running {
+        let response = r.await.unwrap();
+        let status = response.status();
+        let v: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(
+            (v["error"]["code"].as_str(), v["error"]["param"].as_str()),
+            (Some("too_deep"), Some("."))
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("nesting deeper than 64 levels at line"),
+            "{v}"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    // Bigger than the body limit: 413 in the API's format.
+    let response = app.router.clone().oneshot(post("[".repeat(300_000))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // An ordinary YAML document is still taken.
+    let budget = format!(
+        "{head}\n  subject: {{kind: team, name: deep}}\n  limit: \"5\"\n  period: daily\n  allowedModels: [mock-1]\n"
+    );
+    let response = app.router.clone().oneshot(post(budget)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}));
+
+both!(safety_check_tries_only_the_callers_own_policies, |app| Box::pin(async move {
+    let policy = |name: &str, subjects: Value| {
+        json!({"apiVersion": "tollgate.dev/v1alpha1", "kind": "SafetyPolicy", "metadata": {"name": name},
+            "spec": {"selector": {"subjects": subjects},
+                     "input": {"detectors": [{"id": "pii.email", "action": "block"}]}}})
+    };
+    for (name, subjects) in [
+        ("platform-only", json!([{"kind": "team", "name": "platform"}])),
+        ("bob-only", json!([{"kind": "developer", "name": "bob"}])),
+        ("everyone", json!([])),
+    ] {
+        let (s, v) = call(
+            &app,
+            Some("admin"),
+            "POST",
+            "/api/v1/resources/safetypolicies",
+            Some(policy(name, subjects)),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let check = |who: &'static str, policy: &'static str| {
+        let app = &app;
+        async move {
+            call(
+                app,
+                Some(who),
+                "POST",
+                "/api/v1/safety/check",
+                Some(json!({"policy": policy, "text": "mail jo@example.com"})),
+            )
+            .await
+        }
+    };
+    let (_, missing) = check("developer", "no-such-policy").await;
+    let hidden = |v: &Value, id: &str| {
+        // Exactly the answer for a policy that does not exist, but for the name asked.
+        let mut expected = missing.clone();
+        expected["error"]["message"] = json!(format!("no SafetyPolicy \"default/{id}\""));
+        assert_eq!(v, &expected);
+    };
+    for (who, policy, applies) in [
+        ("developer", "platform-only", true), // alice's key is in team platform
+        ("developer", "bob-only", false),
+        ("developer", "everyone", true),
+        ("agent", "platform-only", true),
+        ("agent", "bob-only", false),
+        ("other", "bob-only", true),
+        ("other", "platform-only", false),
+        ("superuser", "platform-only", false), // owning a budget is not being the team
+        ("superuser", "everyone", true),
+        ("admin", "platform-only", true),
+        ("admin", "bob-only", true),
+    ] {
+        let (s, v) = check(who, policy).await;
+        if applies {
+            assert_eq!((s, v["outcome"].as_str()), (StatusCode::OK, Some("block")), "{who} {policy}: {v}");
+        } else {
+            assert_eq!(s, StatusCode::NOT_FOUND, "{who} {policy}: {v}");
+            hidden(&v, policy);
+        }
+    }
+    // A team membership in the directory counts like the key's team.
+    let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/users", Some(json!({"name": "bob"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/teams", Some(json!({"name": "platform"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(&app, Some("admin"), "PUT", "/api/v1/teams/platform/members/bob", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = check("other", "platform-only").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}));
+
+both!(superuser_unfiltered_usage_covers_every_owned_budget, |app| Box::pin(async move {
+    // alice and the agent bot charge team platform (sam owns its budget); bob does not.
+    for (who, n) in [("developer", 2), ("agent", 3), ("other", 4)] {
+        for _ in 0..n {
+            assert_eq!(chat(&app, who, "mock-1", "hello").await, StatusCode::OK);
+        }
+    }
+    ledger_rows(&app, 9).await;
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/scheduler/jobs/usage-rollups/run", None).await;
+    assert_eq!((s, v["ok"].as_bool()), (StatusCode::OK, Some(true)), "{v}");
+    let (s, v) = call(&app, Some("superuser"), "GET", "/api/v1/usage?by=principal", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["total"]["requests"].as_i64(), Some(5), "alice's and bot's, never bob's: {v}");
+    let by: BTreeMap<String, i64> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["key"].as_str().unwrap().to_owned(), g["requests"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(by, BTreeMap::from([("agent/bot".into(), 3), ("developer/alice".into(), 2)]));
+    // Filtered the same way, and others unchanged.
+    let (_, v) = call(&app, Some("superuser"), "GET", "/api/v1/usage?team=platform", None).await;
+    assert_eq!(v["total"]["requests"].as_i64(), Some(5), "{v}");
+    let (_, v) = call(&app, Some("other"), "GET", "/api/v1/usage", None).await;
+    assert_eq!(v["total"]["requests"].as_i64(), Some(4), "{v}");
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/usage", None).await;
+    assert_eq!(v["total"]["requests"].as_i64(), Some(9), "{v}");
+}));
+
+both!(errors_keep_the_api_format_and_the_documented_statuses, |app| Box::pin(async move {
+    // A method a path does not serve: 405 with the JSON error body and an Allow header.
+    let req = Request::patch("/api/v1/keys")
+        .header("authorization", format!("Bearer {}", app.keys["admin"]))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let v: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+    assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string(), "{v}");
+    // `limit` is 1-500 as the schema says, on every list that takes it.
+    let lists = [
+        "/api/v1/keys",
+        "/api/v1/resources",
+        "/api/v1/resources/budgets",
+        "/api/v1/users",
+        "/api/v1/teams",
+        "/api/v1/audit",
+        "/api/v1/usage/requests",
+        "/api/v1/safety/violations",
+    ];
+    for path in lists {
+        for bad in ["0", "501", "-1"] {
+            let (s, v) = call(&app, Some("admin"), "GET", &format!("{path}?limit={bad}"), None).await;
+            assert_eq!(
+                (s, v["error"]["param"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("limit")),
+                "{path} {v}"
+            );
+        }
+        let (s, v) = call(&app, Some("admin"), "GET", &format!("{path}?limit=1"), None).await;
+        assert_eq!(s, StatusCode::OK, "{path} {v}");
+    }
+    // Bodies are JSON objects: an array is not a set of preferences.
+    for body in [json!([]), json!(["mock-1"]), json!("mock-1"), json!(null)] {
+        let (s, v) = call(&app, Some("developer"), "PUT", "/api/v1/me/preferences", Some(body.clone())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/teams", Some(json!([{"name": "x"}]))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // The safety check's 404 is in the document.
+    let (s, _) = call(
+        &app,
+        Some("admin"),
+        "POST",
+        "/api/v1/safety/check",
+        Some(json!({"policy": "nothing-here", "text": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let doc = tollgate_operator::api::openapi::document();
+    assert!(doc["paths"]["/api/v1/safety/check"]["post"]["responses"]["404"].is_object());
 }));
 
 #[test]

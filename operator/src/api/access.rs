@@ -47,6 +47,9 @@ pub struct RouteSpec {
     pub tag: &'static str,
     /// The success response's schema.
     pub response: super::SchemaFn,
+    /// Error statuses beyond those every route of its kind answers (a 404 on a path with no
+    /// parameters, say), so the OpenAPI document lists every answer.
+    pub also: &'static [u16],
 }
 
 /// Principals (`kind`, `name`) and teams a caller may see the usage and keys of.

@@ -434,6 +434,7 @@ pub async fn remove_member(
 pub struct AuditQuery {
     /// Entries per page (1-500, default 100).
     #[schemars(range(min = 1, max = 500))]
+    #[serde(default, deserialize_with = "super::page_limit")]
     pub limit: Option<usize>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -131,6 +131,7 @@ pub async fn list(
 pub struct KeysQuery {
     /// Keys per page (1-500, default 100).
     #[schemars(range(min = 1, max = 500))]
+    #[serde(default, deserialize_with = "super::page_limit")]
     limit: Option<usize>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,

@@ -150,7 +150,8 @@ pub const MAX_BODY: usize = 256 << 10;
 /// Declares every endpoint once: the [`ROUTES`] table (access rules, OpenAPI) and the
 /// router are both generated from it.
 macro_rules! api {
-    ($( $method:ident $path:literal => $handler:path, $access:ident, $tag:literal, $resp:ty, $summary:literal; )*) => {
+    ($( $method:ident $path:literal => $handler:path, $access:ident, $tag:literal, $resp:ty, $summary:literal
+        $(, also [$($also:literal),*])?; )*) => {
         /// Every endpoint of the admin API with who may call it.
         pub const ROUTES: &[RouteSpec] = &[
             $( RouteSpec {
@@ -160,13 +161,15 @@ macro_rules! api {
                 summary: $summary,
                 tag: $tag,
                 response: schema_of::<$resp>,
+                also: &[$($($also),*)?],
             }, )*
         ];
 
         fn routes() -> Router<Arc<ControlPlane>> {
             let mut r = Router::new();
             $( r = r.route($path, axum::routing::$method($handler)); )*
-            r
+            // NB: after every route: axum sets it on the routes that exist when called.
+            r.method_not_allowed_fallback(method_not_allowed)
         }
     };
     (@upper get) => { "GET" };
@@ -189,7 +192,7 @@ api! {
     get "/api/v1/budgets/{namespace}/{name}" => budgets::get_namespaced, Any, "budgets", budgets::BudgetView, "One budget";
     get "/api/v1/usage" => usage::summary, Any, "usage", usage::UsageSummary, "Usage totals from the rollups, grouped and filtered";
     get "/api/v1/usage/requests" => usage::requests, Any, "usage", List<tollgate_dataplane::store::UsageRow>, "The request log (metadata only), newest first";
-    post "/api/v1/safety/check" => safety::check, Any, "safety", safety::CheckResult, "A safety policy's verdict on a text";
+    post "/api/v1/safety/check" => safety::check, Any, "safety", safety::CheckResult, "A safety policy's verdict on a text (admins: any policy; others: the policies that apply to them)", also [404];
     get "/api/v1/resources" => resources::list_all, Admin, "resources", List<resources::ResourceView>, "Every resource (files and API)";
     get "/api/v1/resources/{kind}" => resources::list, Admin, "resources", List<resources::ResourceView>, "Resources of one kind";
     post "/api/v1/resources/{kind}" => resources::create, Admin, "resources", resources::ResourceView, "Create a resource (validated like the CRD)";
@@ -210,6 +213,12 @@ api! {
     get "/api/v1/breakers" => safety::breakers, Any, "health", safety::BreakerList, "Circuit breaker state per provider credential and model";
     get "/api/v1/scheduler/jobs" => directory::jobs, Admin, "scheduler", List<crate::store::sql::JobStatus>, "Each job's last run, next run and last error";
     post "/api/v1/scheduler/jobs/{name}/run" => directory::run_job, Admin, "scheduler", directory::JobRun, "Run a job now (rollups before reading usage, say)";
+}
+
+/// A method a path does not serve: 405 in the API's error format (axum's own has no body);
+/// axum adds the `Allow` header.
+async fn method_not_allowed() -> Response {
+    ApiError::method_not_allowed().into_response(ApiFormat::OpenAi)
 }
 
 /// The schema of a response body, for the OpenAPI document.
@@ -274,11 +283,21 @@ pub(crate) fn api_error(e: crate::error::Error) -> ApiError {
 /// Reads and deserialises a JSON body; errors name the field.
 pub(crate) async fn body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ApiError> {
     let bytes = read_body(headers, body, MAX_BODY).await?;
-    let value = parse_json(&bytes)?;
+    let value = json_object(&bytes)?;
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         ApiError::invalid(e.into_inner().to_string(), Some(path))
     })
+}
+
+/// Parses a JSON body that must be an object, as every admin API body is (serde would
+/// otherwise take an array for a struct, field by field).
+pub(crate) fn json_object(bytes: &[u8]) -> Result<Value, ApiError> {
+    let value = parse_json(bytes)?;
+    if !value.is_object() {
+        return Err(ApiError::invalid("the request body must be a JSON object", None));
+    }
+    Ok(value)
 }
 
 /// A name for users, teams and resources: 1-253 characters of `[a-z0-9.-_]`, starting and
@@ -297,9 +316,26 @@ pub(crate) fn valid_name(s: &str) -> bool {
 pub struct Page {
     /// Items per page (1-500, default 100).
     #[schemars(range(min = 1, max = 500))]
+    #[serde(default, deserialize_with = "page_limit")]
     pub limit: Option<usize>,
     /// Where the previous page ended (`nextCursor` of the previous answer).
     pub cursor: Option<String>,
+}
+
+/// Largest page any list answers.
+pub const MAX_PAGE: usize = 500;
+
+/// Reads a `limit` query parameter: 1 to [`MAX_PAGE`], as the OpenAPI document says. Out of
+/// range is an error (a 400 naming `limit`), not silently clamped, so a client learns its
+/// request was not what it got.
+pub(crate) fn page_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let limit = <Option<usize> as serde::Deserialize>::deserialize(d)?;
+    match limit {
+        Some(n) if !(1..=MAX_PAGE).contains(&n) => {
+            Err(serde::de::Error::custom(format!("must be between 1 and {MAX_PAGE}, not {n}")))
+        }
+        other => Ok(other),
+    }
 }
 
 /// Cuts one page out of `items`, sorted by `key`: those after `cursor`, at most `limit`.
@@ -382,6 +418,16 @@ mod tests {
         let uri: http::Uri = "/x?limit=ten".parse().unwrap();
         let e = query::<Page>(&uri).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("limit"));
+        for bad in ["0", "501"] {
+            let uri: http::Uri = format!("/x?limit={bad}").parse().unwrap();
+            let e = query::<Page>(&uri).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("limit"), "{bad}");
+            assert!(e.message.contains("between 1 and 500"), "{}", e.message);
+        }
+        let uri: http::Uri = "/x?limit=500".parse().unwrap();
+        assert_eq!(query::<Page>(&uri).unwrap().limit, Some(500));
+        let uri: http::Uri = "/x".parse().unwrap();
+        assert_eq!(query::<Page>(&uri).unwrap().limit, None);
     }
 
     #[test]

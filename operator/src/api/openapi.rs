@@ -102,12 +102,12 @@ pub fn document() -> Value {
         if !params.is_empty() {
             op.insert("parameters".into(), Value::Array(params));
         }
-        if let Some(schema) = request_body(r.method, r.path, &bodies) {
+        let has_body = request_body(r.method, r.path, &bodies).inspect(|schema| {
             op.insert(
                 "requestBody".into(),
                 json!({"required": true, "content": {"application/json": {"schema": schema}}}),
             );
-        }
+        });
         let mut responses = Map::new();
         // POST creates (201), except actions (`/check`, `/run`), which answer 200.
         let action = r.path.ends_with("/check") || r.path.ends_with("/run");
@@ -135,6 +135,17 @@ pub fn document() -> Value {
         }
         if matches!(r.method, "POST" | "PUT" | "DELETE") {
             responses.insert("409".into(), error("Conflicts with what is stored"));
+        }
+        if has_body.is_some() {
+            responses.insert("408".into(), error("The body did not arrive in time"));
+            responses.insert("413".into(), error("The body is larger than this endpoint takes"));
+        }
+        for status in r.also {
+            let description = match status {
+                404 => "Not found (or not visible to the caller)",
+                _ => "See the error's message",
+            };
+            responses.insert(status.to_string(), error(description));
         }
         if r.path.starts_with("/api/v1/resources") && r.method != "GET" {
             responses
@@ -208,6 +219,11 @@ fn query_params(path: &str) -> Vec<Value> {
                 let description = p.as_object_mut().and_then(|o| o.remove("description"));
                 if let Some(o) = p.as_object_mut() {
                     o.remove("nullable");
+                    // An absent parameter is not a null one (`limit` defaults to None in
+                    // Rust, to 100 in effect).
+                    if o.get("default").is_some_and(Value::is_null) {
+                        o.remove("default");
+                    }
                 }
                 let mut param = json!({"name": name, "in": "query", "schema": p});
                 if let Some(d) = description {

@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tollgate_crds::{Resource, parse_documents};
+use tollgate_crds::load::LoadErrorKind;
+use tollgate_crds::{LoadError, Resource, parse_documents};
 use tollgate_dataplane::ApiError;
 use tollgate_dataplane::http::read_body;
 
@@ -199,6 +200,7 @@ pub async fn list(State(cp): State<Arc<ControlPlane>>, Path(kind): Path<String>,
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     namespace: Option<String>,
+    #[serde(default, deserialize_with = "super::page_limit")]
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -244,9 +246,17 @@ async fn parse_body(
     kind: Kind,
 ) -> Result<(Resource, Value), ApiError> {
     let bytes = read_body(headers, body, MAX_BODY).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::invalid("the body is not UTF-8", None))?;
-    let parsed = parse_documents("request body", text)
-        .map_err(|e| ApiError::invalid(e.message.clone(), Some(e.path.clone())))?;
+    let text =
+        String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::invalid("the body is not UTF-8", None))?;
+    // NB: off the async workers: even within the limits a YAML parse can take a while, and
+    // it must not hold up other requests meanwhile.
+    let parsed = tokio::task::spawn_blocking(move || parse_documents("request body", &text))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "the resource parser failed");
+            ApiError::internal("the request could not be parsed")
+        })?
+        .map_err(load_error)?;
     let mut resources = parsed.resources.into_iter();
     let (Some(resource), None) = (resources.next(), resources.next()) else {
         return Err(ApiError::invalid(
@@ -285,6 +295,21 @@ async fn parse_body(
         }
     }
     Ok((resource, document))
+}
+
+/// A body that did not load, in the API's terms: too big is a 413, too deep or invalid a
+/// 400 naming the field (`.` for the whole document).
+fn load_error(e: LoadError) -> ApiError {
+    let mut error = ApiError::invalid(e.message, Some(e.path));
+    match e.kind {
+        LoadErrorKind::TooLarge => {
+            error.status = StatusCode::PAYLOAD_TOO_LARGE;
+            error.code = "request_too_large";
+        }
+        LoadErrorKind::TooDeep => error.code = "too_deep",
+        LoadErrorKind::Invalid => {}
+    }
+    error
 }
 
 /// The set in force (read now, not cached) with `resource` replacing (or added to) its

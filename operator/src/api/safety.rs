@@ -1,4 +1,5 @@
-//! `POST /api/v1/safety/check`: try a policy on a text. Answers the verdict with the spans
+//! `POST /api/v1/safety/check`: try a policy on a text (admins any policy, others only
+//! the policies that apply to them). Answers the verdict with the spans
 //! that matched (policy, rule, category, location) — never the matched text itself.
 
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tollgate_dataplane::budget::rfc3339;
-use tollgate_dataplane::http::{parse_json, read_body};
+use tollgate_dataplane::http::read_body;
 use tollgate_dataplane::safety::log::FindingEvent;
-use tollgate_dataplane::safety::{Finding, Outcome, Stage};
+use tollgate_dataplane::safety::{Finding, Outcome, SafetyEngine, Stage, Subject};
 use tollgate_dataplane::store::FindingQuery;
 use tollgate_dataplane::{ApiError, ApiFormat, now_ms};
 
-use super::{Caller, ControlPlane, query, respond};
+use super::{Caller, ControlPlane, json_object, query, respond};
 use crate::store::sql::HOUR_MS;
 
 /// The request body.
@@ -56,11 +57,26 @@ pub struct ViolationView {
     pub rule: String,
 }
 
-pub async fn check(State(cp): State<Arc<ControlPlane>>, request: Request) -> Response {
+/// Whether `policy` (`namespace/name`) applies to the caller's traffic: its selector names
+/// the caller's principal or one of their teams (the key's and the directory's), or every
+/// subject.
+fn applies_to_caller(safety: &SafetyEngine, caller: &Caller, policy: &str) -> bool {
+    let own = Subject::from_principal(&caller.key.principal, None);
+    let as_member = caller.teams.iter().map(|t| Subject { team: Some(t.clone()), ..own.clone() });
+    std::iter::once(own.clone())
+        .chain(as_member)
+        .any(|s| safety.policies_for(&s).policy_ids().any(|id| id == policy))
+}
+
+pub async fn check(
+    State(cp): State<Arc<ControlPlane>>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let result: super::ApiResult = async {
         let bytes = read_body(&parts.headers, body, 1 << 20).await?;
-        let req: CheckRequest = serde_path_to_error::deserialize(parse_json(&bytes)?).map_err(|e| {
+        let req: CheckRequest = serde_path_to_error::deserialize(json_object(&bytes)?).map_err(|e| {
             let path = e.path().to_string();
             ApiError::invalid(e.into_inner().to_string(), Some(path))
         })?;
@@ -68,9 +84,13 @@ pub async fn check(State(cp): State<Arc<ControlPlane>>, request: Request) -> Res
         let id =
             if req.policy.contains('/') { req.policy.clone() } else { format!("default/{}", req.policy) };
         let runtime = cp.gateway.shared().runtime.load_full();
+        // NB: a policy that does not apply to a non-admin caller is answered exactly like one
+        // that does not exist: trying texts on another team's policy would reveal its hidden
+        // patterns, and even its existence is not theirs to know.
         let policy = runtime
             .safety
             .policy(&id)
+            .filter(|_| caller.is_admin() || applies_to_caller(&runtime.safety, &caller, &id))
             .ok_or_else(|| ApiError::not_found("policy_not_found", format!("no SafetyPolicy {id:?}")))?;
         let verdict = policy.check_text(&req.text, stage);
         let (outcome, redacted, violation) = match verdict.outcome {
@@ -97,6 +117,7 @@ pub struct ViolationsQuery {
     to: Option<String>,
     /// Events listed at most (1-500, default 100); `byHour` and `total` count them all.
     #[schemars(range(min = 1, max = 500))]
+    #[serde(default, deserialize_with = "super::page_limit")]
     limit: Option<usize>,
 }
 

@@ -13,7 +13,7 @@ use tollgate_dataplane::store::{RequestOutcome, RequestQuery};
 use tollgate_dataplane::{ApiError, now_ms};
 
 use super::{Caller, ControlPlane, List, api_error, query, respond};
-use crate::store::sql::{DAY_MS, GroupBy, UsageFilter, UsageTotals};
+use crate::store::sql::{DAY_MS, GroupBy, UsageFilter, UsageTotals, Visible};
 
 /// `GET /api/v1/usage` parameters.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -117,9 +117,15 @@ async fn scoped_filter(
             return Err(denied());
         }
     }
+    // Unfiltered: everything visible, which is the caller's own usage or that of a subject
+    // of a budget they own (a team's budget covers every row charged to that team).
+    // NB: one OR over both lists: `principals` AND `teams` would leave only rows matching
+    // both, which for a superuser owning a team budget was nothing.
     if filter.principals.is_empty() && filter.teams.is_empty() {
-        filter.principals = principals.into_iter().collect();
-        filter.teams = teams.into_iter().collect();
+        filter.within = Some(Visible {
+            principals: principals.into_iter().collect(),
+            teams: teams.into_iter().collect(),
+        });
     }
     Ok(filter)
 }
@@ -184,6 +190,7 @@ pub async fn summary(
 pub struct RequestsQuery {
     /// Rows per page (1-500, default 100).
     #[schemars(range(min = 1, max = 500))]
+    #[serde(default, deserialize_with = "super::page_limit")]
     limit: Option<usize>,
     /// `nextCursor` of the previous page.
     cursor: Option<String>,

@@ -167,6 +167,18 @@ pub struct UsageFilter {
     pub model: Option<String>,
     /// Only this provider.
     pub provider: Option<String>,
+    /// Only what a caller may see. `None`: everything.
+    pub within: Option<Visible>,
+}
+
+/// Rows of these principals *or* of these teams (either matches, unlike
+/// [`UsageFilter::principals`] and [`UsageFilter::teams`], which must both hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Visible {
+    /// Principals (`kind`, `name`).
+    pub principals: Vec<(String, String)>,
+    /// Teams.
+    pub teams: Vec<String>,
 }
 
 /// One hour and one day in ms.
@@ -550,6 +562,25 @@ impl SqlStore {
                 })
                 .collect();
             sql.push_str(&format!(" AND team IN ({})", params.join(", ")));
+        }
+        if let Some(Visible { principals, teams }) = &filter.within {
+            let mut ors = Vec::new();
+            for (kind, name) in principals {
+                ors.push(format!("(principal_kind = ${} AND principal_name = ${})", next, next + 1));
+                next += 2;
+                binds.push(kind.clone());
+                binds.push(name.clone());
+            }
+            for team in teams {
+                ors.push(format!("team = ${next}"));
+                next += 1;
+                binds.push(team.clone());
+            }
+            // Nothing visible matches no row (never "no filter").
+            if ors.is_empty() {
+                ors.push("1 = 0".to_owned());
+            }
+            sql.push_str(&format!(" AND ({})", ors.join(" OR ")));
         }
         for (column, value) in [("model", &filter.model), ("provider", &filter.provider)] {
             if let Some(v) = value {
