@@ -61,6 +61,8 @@ echo "== Rust tests"
 cargo test --workspace --no-fail-fast
 echo "== client tests (openai, anthropic, langchain, SDK, curl, manifests) against the built binaries"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/python
+echo "== adversarial tests (slow and silent clients, floods, huge prompts) against the built binaries"
+TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/adversarial
 echo "== dashboard: API types current, component and store tests (Vitest)"
 bash scripts/dashboard.sh deps
 (cd dashboard && npm run --silent check:api && npm test --silent)

@@ -40,6 +40,49 @@ impl fmt::Display for SecretString {
     }
 }
 
+/// Shortest prefix of a key that is masked where it appears alone: providers echo keys cut
+/// short (`Incorrect API key provided: sk-proj-abc1****`).
+pub const MASKED_PREFIX: usize = 8;
+
+/// Replaces every appearance of `secret` in `text`, and of every prefix of it at least
+/// [`MASKED_PREFIX`] bytes long, with `[redacted]`, whatever surrounds it (`key=sk-...`,
+/// `Bearersk-...`, a tab, JSON quotes). The gateway knows each key's exact value, so this
+/// needs no guess about what a key looks like.
+pub fn mask_secret<'a>(text: &'a str, secret: &str) -> std::borrow::Cow<'a, str> {
+    let s = secret.as_bytes();
+    if s.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    // The probe: the secret's first MASKED_PREFIX bytes (all of it when shorter), ending at
+    // a character boundary so it is a `str`.
+    let mut probe_len = MASKED_PREFIX.min(s.len());
+    while !secret.is_char_boundary(probe_len) {
+        probe_len += 1;
+    }
+    let probe = &secret[..probe_len];
+    let t = text.as_bytes();
+    let mut out = String::new();
+    let (mut last, mut from) = (0, 0);
+    while let Some(i) = text.get(from..).and_then(|rest| rest.find(probe)) {
+        let start = from + i;
+        let mut end = start + probe_len;
+        while end - start < s.len() && t.get(end) == s.get(end - start) {
+            end += 1;
+        }
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push_str(&text[last..start]);
+        out.push_str("[redacted]");
+        (last, from) = (end, end);
+    }
+    if last == 0 && out.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[last..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Where secrets come from in standalone mode.
 #[derive(Debug, Clone, Default)]
 pub struct SecretSource {
@@ -102,6 +145,37 @@ impl SecretSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_a_key_wherever_and_however_it_appears() {
+        let key = "sk-proj-Abc123Def456Ghi789";
+        let table = [
+            (
+                "Incorrect API key provided: sk-proj-Abc123Def456Ghi789.",
+                "Incorrect API key provided: [redacted].",
+            ),
+            ("key=sk-proj-Abc123Def456Ghi789&x=1", "key=[redacted]&x=1"),
+            ("Bearersk-proj-Abc123Def456Ghi789", "Bearer[redacted]"),
+            ("key\tsk-proj-Abc123Def456Ghi789\tend", "key\t[redacted]\tend"),
+            ("{\"k\":\"sk-proj-Abc123Def456Ghi789\"}", "{\"k\":\"[redacted]\"}"),
+            // Cut short by the provider, with its own stars.
+            ("provided: sk-proj-Abc1****i789", "provided: [redacted]****i789"),
+            // Twice, and glued to other text.
+            ("xsk-proj-Abc123Def456Ghi789ysk-proj-Abc123Def456Ghi789", "x[redacted]y[redacted]"),
+            // Seven characters are not a prefix worth masking; other text is untouched.
+            ("sk-proj and sk-pro", "sk-proj and sk-pro"),
+            ("nothing here", "nothing here"),
+            ("naïve sk-proj-Abc123 ü", "naïve [redacted] ü"),
+        ];
+        for (text, want) in table {
+            assert_eq!(mask_secret(text, key), want, "{text}");
+        }
+        assert_eq!(mask_secret("abc short abc", "short"), "abc [redacted] abc");
+        assert_eq!(mask_secret("anything", ""), "anything");
+        // A key with non-ASCII characters never splits one.
+        assert_eq!(mask_secret("x ключ-секрет-длинный y", "ключ-секрет-длинный"), "x [redacted] y");
+        assert_eq!(mask_secret("x ключ-се y", "ключ-секрет-длинный"), "x [redacted] y");
+    }
 
     #[test]
     fn never_prints_the_value() {

@@ -50,6 +50,7 @@ impl TestGateway {
             options: GatewayOptions::default(),
             counters: None,
             alerts: Alerts::default(),
+            secrets: SecretSource::default(),
         }
     }
 
@@ -91,9 +92,16 @@ pub struct TestGatewayBuilder {
     options: GatewayOptions,
     counters: Option<CounterStore>,
     alerts: Alerts,
+    secrets: SecretSource,
 }
 
 impl TestGatewayBuilder {
+    /// Where provider keys come from (default: the environment only).
+    pub fn secrets(mut self, secrets: SecretSource) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
     /// The Tollgate resources (multi-document YAML) to compile and apply.
     pub fn resources(mut self, yaml: &str) -> Self {
         self.resources = Some(yaml.to_owned());
@@ -124,7 +132,7 @@ impl TestGatewayBuilder {
     /// # Panics
     /// When any step fails (a test's set-up failing loudly).
     pub async fn start(self) -> TestGateway {
-        let Self { store, resources, options, counters, alerts } = self;
+        let Self { store, resources, options, counters, alerts, secrets } = self;
         let keys = KeyService::load(store.clone()).await.expect("loading the keys");
         let gateway = Gateway::new(
             keys.clone(),
@@ -137,9 +145,7 @@ impl TestGatewayBuilder {
         // As the binaries do: safety findings go to the database the control plane reads.
         gateway.persist_findings(store.clone());
         if let Some(yaml) = resources {
-            gateway
-                .apply_config(config(&yaml), &SecretSource::default())
-                .expect("applying the configuration");
+            gateway.apply_config(config(&yaml), &secrets).expect("applying the configuration");
         }
         TestGateway { gateway, keys, store }
     }

@@ -162,6 +162,8 @@ pub struct Upstream {
     auth: Option<(HeaderName, HeaderValue)>,
     api_version: Option<String>,
     forward_headers: Vec<String>,
+    /// The key, kept to mask it in whatever the provider sends back.
+    key: Option<SecretString>,
 }
 
 impl Upstream {
@@ -176,7 +178,7 @@ impl Upstream {
                 return Err(Error::Config(format!("IP token {} ({p:?}) has no base URL", config.id)));
             }
         };
-        let auth = key.map(|k| provider.auth_header(&k)).transpose()?;
+        let auth = key.as_ref().map(|k| provider.auth_header(k)).transpose()?;
         Ok(Self {
             id: config.id.clone(),
             provider,
@@ -185,7 +187,17 @@ impl Upstream {
             auth,
             api_version: config.api_version.clone(),
             forward_headers: config.forward_headers.clone(),
+            key,
         })
+    }
+
+    /// `text` from the provider with this upstream's key (and any prefix of it of 8 bytes
+    /// or more) masked: for every upstream text that reaches a caller, a log or a span.
+    pub fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.key {
+            Some(k) => crate::secrets::mask_secret(text, k.expose()),
+            None => std::borrow::Cow::Borrowed(text),
+        }
     }
 
     /// The provider's name as in resources and usage records.

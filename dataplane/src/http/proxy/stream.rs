@@ -46,6 +46,8 @@ pub(super) struct StreamExtras {
     pub(super) deadline: Instant,
     /// The output scan, when a safety policy checks this caller's answers.
     pub(super) guard: Option<crate::safety::StreamScanner>,
+    /// The upstream serving the stream (to mask its key in what it sends).
+    pub(super) upstream: Upstream,
 }
 
 pub(super) fn stream_response(
@@ -71,7 +73,7 @@ pub(super) fn stream_response(
     let guard = extras.guard.take();
     let task = async move {
         let shared = shared_task;
-        let StreamExtras { ticket, outstanding, held: _held, guard: _, .. } = extras;
+        let StreamExtras { ticket, outstanding, held: _held, guard: _, upstream, .. } = extras;
         let mut admitted = admitted;
         // The output scan runs as the answer flows: its span covers the whole stream.
         let safety_span = guard.is_some().then(|| span.safety(SafetyStage::Output));
@@ -86,6 +88,12 @@ pub(super) fn stream_response(
             guard: guard.map(StreamGuard::new),
             blocked: None,
             finish_reasons: Vec::new(),
+            upstream,
+            upstream_error: None,
+            not_a_stream: first.not_a_stream,
+            deliver_by: deadline,
+            stall: idle,
+            client_stalled: false,
         };
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
@@ -102,7 +110,7 @@ pub(super) fn stream_response(
         }
         ticket.report(match outcome {
             None => Outcome::Success { latency: started.elapsed().min(Duration::from_secs(3600)) },
-            Some("client_disconnected") => Outcome::Ignored,
+            Some("client_disconnected" | "client_too_slow") => Outcome::Ignored,
             Some(_) => Outcome::Failure,
         });
         let usage = if pump.usage == TokenUsage::default() && outcome.is_some() {
@@ -173,6 +181,18 @@ pub(super) struct Pump {
     pub(super) blocked: Option<crate::safety::Violation>,
     /// Why generation stopped, as the upstream's events said (for the request span).
     pub(super) finish_reasons: Vec<String>,
+    /// The upstream serving the stream.
+    pub(super) upstream: Upstream,
+    /// Set when the upstream reported an error instead of going on (its message, masked).
+    pub(super) upstream_error: Option<String>,
+    /// The upstream answered with one plain body instead of events.
+    pub(super) not_a_stream: bool,
+    /// Delivery to the caller ends by the request's deadline too...
+    pub(super) deliver_by: Instant,
+    /// ...and a caller that takes nothing for this long is cut.
+    pub(super) stall: Duration,
+    /// Set when the caller stopped reading (cut, not gone by itself).
+    pub(super) client_stalled: bool,
 }
 
 impl Pump {
@@ -186,7 +206,10 @@ impl Pump {
         deadline: Instant,
     ) -> (Option<&'static str>, Option<Bytes>) {
         let mut held = None;
-        let outcome = self.run_inner(body, first, idle, deadline, &mut held).await;
+        let outcome = match self.run_inner(body, first, idle, deadline, &mut held).await {
+            Some("client_disconnected") if self.client_stalled => Some("client_too_slow"),
+            other => other,
+        };
         (outcome, if outcome.is_none() { held } else { None })
     }
 
@@ -202,6 +225,9 @@ impl Pump {
             let done = self.on_event(event, held).await;
             if let Some(v) = self.blocked.take() {
                 return self.block(&v).await;
+            }
+            if let Some(message) = self.upstream_error.take() {
+                return self.fail("upstream_stream_error", &message).await;
             }
             if self.client_gone {
                 return Some("client_disconnected");
@@ -239,6 +265,9 @@ impl Pump {
                 if let Some(v) = self.blocked.take() {
                     return self.block(&v).await;
                 }
+                if let Some(message) = self.upstream_error.take() {
+                    return self.fail("upstream_stream_error", &message).await;
+                }
                 if self.client_gone {
                     return Some("client_disconnected");
                 }
@@ -249,7 +278,11 @@ impl Pump {
         }
         self.parser.finish(&mut events);
         for event in std::mem::take(&mut events) {
-            if self.on_event(event, held).await {
+            let done = self.on_event(event, held).await;
+            if let Some(message) = self.upstream_error.take() {
+                return self.fail("upstream_stream_error", &message).await;
+            }
+            if done {
                 break;
             }
         }
@@ -259,9 +292,22 @@ impl Pump {
         self.finish(held).await
     }
 
+    /// Hands a frame to the caller's connection. NB: a caller that stops reading fills the
+    /// socket and this channel; it is cut once it has taken nothing for the stall time or
+    /// the request's deadline passes, so it holds no reservation, slot or upstream stream
+    /// past the request's time limit.
     pub(super) async fn send(&mut self, bytes: Bytes) {
-        if !self.client_gone && self.tx.send(Ok(bytes)).await.is_err() {
-            self.client_gone = true;
+        if self.client_gone {
+            return;
+        }
+        let wait = self.stall.min(self.deliver_by.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, self.tx.send(Ok(bytes))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => self.client_gone = true,
+            Err(_) => {
+                self.client_gone = true;
+                self.client_stalled = true;
+            }
         }
     }
 
@@ -314,6 +360,10 @@ impl Pump {
 
     /// Handles one upstream event; returns true when the upstream said it is done.
     pub(super) async fn on_event(&mut self, event: SseEvent, held: &mut Option<Bytes>) -> bool {
+        if self.not_a_stream || is_error_event(&event) {
+            self.upstream_failed(&event);
+            return true;
+        }
         // NB: a text test first, so only the (usually one) event that says why the answer
         // stopped is parsed a second time; every OpenAI chunk carries `"finish_reason":null`.
         let d = &event.data;
@@ -478,6 +528,32 @@ impl Pump {
         Some("policy_violation")
     }
 
+    /// Notes an upstream that reported an error mid-stream, or answered a stream request
+    /// with a plain body: the usage it reports is kept (to be charged), and its message,
+    /// with the upstream's key masked, ends the caller's stream.
+    fn upstream_failed(&mut self, event: &SseEvent) {
+        let body = serde_json::from_str::<Value>(&event.data).ok();
+        if let Some(b) = &body
+            && let Some(u) = translate::openai_usage(b)
+                .or_else(|| translate::anthropic_usage(b))
+                .or_else(|| b.get("message").and_then(translate::anthropic_usage))
+        {
+            self.usage = u;
+        }
+        let said = body
+            .as_ref()
+            .and_then(|b| b.pointer("/error/message").and_then(Value::as_str))
+            .map(|m| super::upstream::sanitize_upstream_message(&self.upstream.mask(m)));
+        let message = match (said, self.not_a_stream) {
+            (Some(m), _) if !m.is_empty() => format!("the provider reported an error mid-stream: {m}"),
+            (_, true) => {
+                "the provider answered a streaming request with a plain body, not a stream".to_owned()
+            }
+            _ => "the provider reported an error mid-stream".to_owned(),
+        };
+        self.upstream_error = Some(message);
+    }
+
     /// Ends a stream that broke: an error event in the caller's format, then the end.
     pub(super) async fn fail(&mut self, class: &'static str, message: &str) -> Option<&'static str> {
         let error = ApiError::bad_gateway(class, message);
@@ -493,4 +569,18 @@ impl Pump {
         }
         Some(class)
     }
+}
+
+/// Whether an upstream event reports an error: Anthropic's `error` event, or a chunk
+/// whose top level is `{"error": ...}` (OpenAI and compatible servers). NB: a text test
+/// first; only events that mention `"error"` are parsed.
+fn is_error_event(event: &SseEvent) -> bool {
+    if event.event == "error" {
+        return true;
+    }
+    event.data.contains("\"error\"")
+        && serde_json::from_str::<Value>(&event.data).is_ok_and(|v| {
+            v.get("error").is_some_and(|e| !e.is_null())
+                || v.get("type").and_then(Value::as_str) == Some("error")
+        })
 }

@@ -561,13 +561,39 @@ pub(super) struct FirstEvents {
     pub(super) body: Body,
     pub(super) parser: SseParser,
     pub(super) events: Vec<SseEvent>,
+    /// The provider answered the stream request with one plain body (JSON), not events:
+    /// `events` holds that body whole, as one event.
+    pub(super) not_a_stream: bool,
 }
 
-/// Reads a stream up to its first complete event (or its end).
+/// Whether a response is an event stream (judged by its `Content-Type`; a response with
+/// none is taken as one, as some OpenAI-compatible servers send none).
+fn is_event_stream(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+}
+
+/// Reads a stream up to its first complete event (or its end). A plain body is read whole.
 async fn first_events(
     response: Response<Body>,
     timeout: Duration,
 ) -> Result<FirstEvents, (ApiError, ErrorClass, AttemptOutcome)> {
+    if !is_event_stream(&response) {
+        let read = Limited::new(response.into_body(), MAX_UPSTREAM_ERROR_BODY).collect();
+        let data = match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(c)) => String::from_utf8_lossy(&c.to_bytes()).into_owned(),
+            Ok(Err(_)) | Err(_) => String::new(),
+        };
+        return Ok(FirstEvents {
+            body: Body::empty(),
+            parser: SseParser::default(),
+            events: vec![SseEvent { event: String::new(), data }],
+            not_a_stream: true,
+        });
+    }
     let mut body = response.into_body();
     let mut parser = SseParser::default();
     let mut events = Vec::new();
@@ -591,7 +617,7 @@ async fn first_events(
         Ok(())
     };
     match tokio::time::timeout(timeout, read).await {
-        Ok(Ok(())) => Ok(FirstEvents { body, parser, events }),
+        Ok(Ok(())) => Ok(FirstEvents { body, parser, events, not_a_stream: false }),
         Ok(Err(())) => Err((
             ApiError::bad_gateway(
                 "upstream_connection_error",
@@ -642,6 +668,7 @@ fn start_stream(
             .as_ref()
             .filter(|p| p.checks_output())
             .map(|p| p.stream_scanner(ctx.endpoint.wire())),
+        upstream: upstream.clone(),
     };
     let mut response = stream_response(shared, ctx, first, mode, admitted, extras);
     served_headers(response.headers_mut(), ctx, upstream);
@@ -686,7 +713,7 @@ async fn upstream_status_error(
     let message = parsed
         .as_ref()
         .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned))
-        .map(|m| sanitize_upstream_message(&m))
+        .map(|m| sanitize_upstream_message(&upstream.mask(&m)))
         .unwrap_or_default();
     let hint = parsed
         .as_ref()
