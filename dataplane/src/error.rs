@@ -95,6 +95,24 @@ impl ApiError {
         Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
     }
 
+    /// 414: the request target is longer than `limit` bytes.
+    pub fn uri_too_long(limit: usize) -> Self {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request's path and query are longer than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 431: the request's headers are too many or too large.
+    pub fn headers_too_large(max_count: usize, max_bytes: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("the request has more than {max_count} headers or more than {max_bytes} bytes of them"),
+        )
+    }
+
     /// 405.
     pub fn method_not_allowed() -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
@@ -148,7 +166,7 @@ impl ApiError {
     /// OpenAI's `error.type` for this status.
     fn openai_type(&self) -> &'static str {
         match self.status.as_u16() {
-            400 | 404 | 405 | 408 | 413 | 415 | 422 => "invalid_request_error",
+            400 | 404 | 405 | 408 | 413 | 414 | 415 | 422 | 431 => "invalid_request_error",
             401 => "authentication_error",
             403 => "permission_error",
             429 => "rate_limit_error",

@@ -45,8 +45,12 @@ pub struct ServerLimits {
     pub max_connections_per_address: usize,
     /// Most concurrent HTTP/2 streams on one connection.
     pub h2_max_concurrent_streams: u32,
-    /// Largest request head (HTTP/1 buffer; HTTP/2 header list), in bytes.
+    /// Largest request head's headers, in bytes, and most headers: beyond either, 431.
     pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Longest path and query, in bytes: beyond it, 414.
+    pub max_uri_bytes: usize,
 }
 
 impl Default for ServerLimits {
@@ -58,6 +62,8 @@ impl Default for ServerLimits {
             max_connections_per_address: 1024,
             h2_max_concurrent_streams: 256,
             max_header_bytes: 64 << 10,
+            max_headers: 100,
+            max_uri_bytes: 8 << 10,
         }
     }
 }
@@ -245,16 +251,41 @@ fn idle_expired(limits: &ServerLimits, busy: usize, requests: u64, quiet: Durati
     busy == 0 && quiet >= allowed
 }
 
+/// What the head of a request exceeds, as an error in the API's own format (hyper's own
+/// 414 and 431 have no body; its limits are set well above these, so ours answer first).
+fn head_error(limits: &ServerLimits, parts: &http::request::Parts) -> Option<crate::error::ApiError> {
+    let uri = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > limits.max_uri_bytes {
+        return Some(crate::error::ApiError::uri_too_long(limits.max_uri_bytes));
+    }
+    let bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if parts.headers.len() > limits.max_headers || bytes > limits.max_header_bytes {
+        return Some(crate::error::ApiError::headers_too_large(limits.max_headers, limits.max_header_bytes));
+    }
+    None
+}
+
+fn error_format(path: &str) -> crate::error::ApiFormat {
+    if path.starts_with("/v1/messages") {
+        crate::error::ApiFormat::Anthropic
+    } else {
+        crate::error::ApiFormat::OpenAi
+    }
+}
+
 fn builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // NB: hyper's own limits sit at four times ours (its 414/431 have no body, ours do).
+    let hyper_head = limits.max_header_bytes.saturating_add(limits.max_uri_bytes).saturating_mul(4);
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_headers(limits.max_headers.saturating_mul(4))
+        .max_buf_size(hyper_head.max(8192));
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(hyper_head).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(64)
         .max_local_error_reset_streams(256)
         .keep_alive_interval(Duration::from_secs(30))
@@ -345,13 +376,20 @@ async fn serve_connection(
     let io = TokioIo::new(Watched { io: stream, activity: Arc::clone(&activity) });
     let service = {
         let activity = Arc::clone(&activity);
+        let limits = Arc::clone(&limits);
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let busy = Busy::enter(&activity);
-            let mut request = request.map(axum::body::Body::new);
+            let (parts, body) = request.into_parts();
+            let refused =
+                head_error(&limits, &parts).map(|e| e.into_response(error_format(parts.uri.path())));
+            let mut request = hyper::Request::from_parts(parts, axum::body::Body::new(body));
             request.extensions_mut().insert(ConnectInfo(peer));
             let router = router.clone();
             async move {
-                let response = router.oneshot(request).await;
+                let response = match refused {
+                    Some(r) => Ok(r),
+                    None => router.oneshot(request).await,
+                };
                 drop(busy);
                 response
             }
@@ -408,6 +446,25 @@ mod tests {
         assert!(idle_expired(&l, 0, 3, Duration::from_secs(60)));
         // A handler at work (a slow upstream, a long answer) is never idle.
         assert!(!idle_expired(&l, 1, 1, Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn oversized_heads_get_errors_in_the_apis_format() {
+        let l = ServerLimits::default();
+        let parts = |uri: &str, headers: usize, value: usize| {
+            let mut b = http::Request::builder().uri(uri);
+            for i in 0..headers {
+                b = b.header(format!("x-h{i}"), "v".repeat(value));
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        assert!(head_error(&l, &parts("/v1/chat/completions", 20, 100)).is_none());
+        let long = format!("/v1/models?q={}", "a".repeat(9000));
+        assert_eq!(head_error(&l, &parts(&long, 1, 1)).unwrap().status.as_u16(), 414);
+        assert_eq!(head_error(&l, &parts("/", 101, 1)).unwrap().status.as_u16(), 431);
+        assert_eq!(head_error(&l, &parts("/", 2, 40 << 10)).unwrap().status.as_u16(), 431);
+        assert_eq!(error_format("/v1/messages/count_tokens"), crate::error::ApiFormat::Anthropic);
+        assert_eq!(error_format("/api/v1/keys"), crate::error::ApiFormat::OpenAi);
     }
 
     #[test]
