@@ -47,6 +47,9 @@ pub mod reason {
     /// A DataPlane asks for a memory cache (or SQLite) with more than one replica: each
     /// replica would keep its own budget counters and multiply every limit.
     pub const REPLICAS_NEED_SHARED_STATE: &str = "ReplicasNeedSharedState";
+    /// Standalone mode (`tollgate up`) keeps the resource but has nothing to run it on: a
+    /// workload (Agent, Sandbox, DataPlane) runs only where the operator runs.
+    pub const STANDALONE: &str = "Standalone";
     /// A sandbox's pod finished.
     pub const COMPLETED: &str = "Completed";
     /// A sandbox's pod failed or hit its timeout.

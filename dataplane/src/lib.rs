@@ -296,10 +296,18 @@ impl Gateway {
     }
 
     /// Builds `config` and swaps it in atomically; on error the configuration in force stays.
-    /// The gateway is ready once a configuration has been applied.
+    /// The gateway is ready once a configuration has been applied. An IP token whose key
+    /// cannot be resolved does not fail it: that token alone is out of service
+    /// ([`Gateway::out_of_service`]) and the rest is applied.
     pub fn apply_config(&self, config: DataPlaneConfig, secrets: &SecretSource) -> Result<()> {
-        let runtime = Runtime::build(config, secrets)?;
-        tracing::info!(hash = %runtime.config.hash, models = runtime.config.models.len(), "configuration applied");
+        let previous = self.shared.runtime.load_full();
+        let runtime = Runtime::build(config, secrets, Some(&previous))?;
+        tracing::info!(
+            hash = %runtime.config.hash,
+            models = runtime.config.models.len(),
+            ip_tokens_out_of_service = runtime.out_of_service.len(),
+            "configuration applied"
+        );
         let c = &runtime.config;
         self.shared.metrics.set_vocabulary(
             Vocabulary::new()
@@ -329,6 +337,20 @@ impl Gateway {
     /// The hash of the configuration in force.
     pub fn config_hash(&self) -> String {
         self.shared.runtime.load().config.hash.clone()
+    }
+
+    /// Whether `config` with the keys in `secrets` is what is in force already: the same
+    /// hash *and* the same keys (a key set or rotated since must be applied, though the
+    /// configuration's hash, which holds references only, did not change).
+    pub fn is_current(&self, config: &DataPlaneConfig, secrets: &SecretSource) -> bool {
+        let runtime = self.shared.runtime.load();
+        runtime.config.hash == config.hash
+            && runtime.keys_fingerprint == runtime::keys_fingerprint(config, secrets)
+    }
+
+    /// The IP tokens of the configuration in force that are not served, and why.
+    pub fn out_of_service(&self) -> Vec<runtime::OutOfService> {
+        self.shared.runtime.load().out_of_service.values().cloned().collect()
     }
 
     /// Marks the gateway not ready (shutdown).

@@ -125,6 +125,13 @@ impl SecretSource {
         Self { file }
     }
 
+    /// Whether a secret of this name is known at all (some key of it is set), to tell a
+    /// missing secret from a missing key. Environment variables name keys, not secrets, so
+    /// only the file and the admin API's secrets count.
+    pub fn has_secret(&self, name: &str) -> bool {
+        self.file.get(name).is_some_and(|keys| !keys.is_empty())
+    }
+
     /// Resolves a reference.
     pub fn resolve(&self, r: &SecretRef) -> Result<SecretString> {
         if let Some(v) = self.file.get(&r.name).and_then(|keys| keys.get(&r.key)) {

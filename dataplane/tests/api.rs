@@ -336,23 +336,57 @@ async fn models_lists_only_what_the_key_may_use() {
 }
 
 #[tokio::test]
-async fn a_bad_configuration_leaves_the_previous_one_in_force() {
+async fn a_token_without_its_key_is_out_of_service_and_the_rest_applies() {
     let app = spawn_app(GatewayOptions::default()).await;
-    let before = app.gateway.config_hash();
-    let yaml = r#"
+    let yaml = format!(
+        "{RESOURCES}---{}",
+        r#"
 apiVersion: tollgate.dev/v1alpha1
 kind: IPToken
 metadata: {name: openai}
 spec:
   provider: openai
   secretRef: {name: nowhere, key: api-key}
-  models: [{name: gpt-4o-mini}]
-"#;
-    let config = compile(&parse_documents("t", yaml).unwrap().resources).unwrap();
-    let err = app.gateway.apply_config(config, &SecretSource::default()).unwrap_err();
-    assert!(err.to_string().contains("TOLLGATE_SECRET_NOWHERE_API_KEY"), "{err}");
-    assert_eq!(app.gateway.config_hash(), before);
-    let request =
-        post("/v1/chat/completions", Some(&app.key), ()).body(Body::from(chat_body("mock-1"))).unwrap();
-    assert_eq!(call(&app, request).await.0, StatusCode::OK);
+  models: [{name: gpt-4o-mini}, {name: mock-2}]
+"#
+    );
+    let config = compile(&parse_documents("t", &yaml).unwrap().resources).unwrap();
+    let hash = config.hash.clone();
+    app.gateway.apply_config(config.clone(), &SecretSource::default()).unwrap();
+    assert_eq!(app.gateway.config_hash(), hash, "applied, the keyless token aside");
+    let out = app.gateway.out_of_service();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].ip_token.as_str(), out[0].reason), ("default/openai", "SecretNotFound"));
+    assert!(out[0].message.contains("TOLLGATE_SECRET_NOWHERE_API_KEY"), "{}", out[0].message);
+
+    let any =
+        app.gateway.keys().create("any".into(), developer("bob"), vec![], None, now_ms()).await.unwrap();
+    let chat = |model: &str| {
+        post("/v1/chat/completions", Some(&any.secret), ()).body(Body::from(chat_body(model))).unwrap()
+    };
+    // Served by the mock alone, and by the mock beside the keyless token: never the latter.
+    assert_eq!(call(&app, chat("mock-1")).await.0, StatusCode::OK);
+    for _ in 0..8 {
+        assert_eq!(call(&app, chat("mock-2")).await.0, StatusCode::OK);
+    }
+    // Served only by the keyless token: a clear 503 naming it, not where keys are kept.
+    let (status, _, v) = call(&app, chat("gpt-4o-mini")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "ip_token_unavailable", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("default/openai") && message.contains("key is not set"), "{message}");
+    assert!(!message.contains("TOLLGATE_SECRET"), "{message}");
+
+    // The same configuration with its key set is not "current": it is applied, and served.
+    let keyed = SecretSource::from_map(
+        [(
+            "nowhere".to_owned(),
+            [("api-key".to_owned(), tollgate_dataplane::secrets::SecretString::new("sk-x".into()))].into(),
+        )]
+        .into(),
+    );
+    assert!(app.gateway.is_current(&config, &SecretSource::default()));
+    assert!(!app.gateway.is_current(&config, &keyed));
+    app.gateway.apply_config(config, &keyed).unwrap();
+    assert!(app.gateway.out_of_service().is_empty());
 }

@@ -52,6 +52,10 @@ pub(super) async fn attempt_upstreams(
     mut admitted: Admitted,
 ) -> Result<Response, Failed> {
     let route = call.route;
+    if let Some(error) = out_of_service(call) {
+        admitted.release().await;
+        return Err(Failed { error, class: ErrorClass::Unavailable });
+    }
     let mut excluded: Vec<usize> = Vec::new();
     let mut retry: u32 = 0;
     let mut last: Option<(ApiError, ErrorClass)> = None;
@@ -282,6 +286,35 @@ pub(super) async fn attempt_upstreams(
     Err(Failed { error, class })
 }
 
+/// A clear 503 when every IP token serving the model is out of service (its key is not
+/// set, say), naming them and why; `None` while any can be tried. Unavailable, so the
+/// model's fallbacks apply.
+fn out_of_service(call: &Call<'_>) -> Option<ApiError> {
+    // NB: callers learn the token and that its key is missing, not where keys are kept
+    // (the admin's message on the resource says that).
+    let reasons: Vec<String> = call
+        .route
+        .targets
+        .iter()
+        .map(|t| {
+            call.runtime.out_of_service(t.ip_token).map(|o| match o.reason {
+                tollgate_crds::status::reason::SECRET_NOT_FOUND
+                | tollgate_crds::status::reason::SECRET_KEY_NOT_FOUND => {
+                    format!("IP token {} is out of service: its provider key is not set", o.ip_token)
+                }
+                _ => format!("IP token {} is out of service: its provider key cannot be used", o.ip_token),
+            })
+        })
+        .collect::<Option<_>>()?;
+    if reasons.is_empty() {
+        return None;
+    }
+    Some(ApiError::unavailable(
+        "ip_token_unavailable",
+        format!("model {:?} cannot be served: {}", call.model, reasons.join("; ")),
+    ))
+}
+
 /// Picks a target: weighted, least outstanding, skipping open breakers and (while others
 /// remain) targets that already failed this request.
 fn choose(shared: &Shared, call: &Call<'_>, excluded: &[usize], now: Instant) -> Option<usize> {
@@ -295,7 +328,9 @@ fn choose(shared: &Shared, call: &Call<'_>, excluded: &[usize], now: Instant) ->
             Candidate {
                 weight: t.weight,
                 outstanding: shared.outstanding(id).get(),
-                available: !excluded.contains(&i) && shared.breakers.get(id, call.model).is_available(now),
+                available: !excluded.contains(&i)
+                    && call.runtime.out_of_service(t.ip_token).is_none()
+                    && shared.breakers.get(id, call.model).is_available(now),
             }
         })
         .collect();
