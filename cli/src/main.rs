@@ -11,6 +11,10 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc gives memory back to the system after load; glibc's malloc keeps its arenas.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Tollgate: the governance gateway between AI agents and the LLMs and tools they use.
 #[derive(Debug, Parser)]
 #[command(name = "tollgate", version, about)]

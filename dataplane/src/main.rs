@@ -71,6 +71,10 @@ struct Args {
     max_connections_per_address: usize,
 }
 
+/// jemalloc gives memory back to the system after load; glibc's malloc keeps its arenas.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();

@@ -147,11 +147,67 @@ pub async fn read_body_within(
     }
 }
 
-/// Parses a JSON body, naming line and column on failure.
+/// Deepest nesting of objects and arrays a request body may have.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Most objects and arrays in one request body. A parsed object costs several hundred
+/// bytes however small its text, so this (with the body size) bounds what a request can
+/// make the gateway allocate: 3 MB of 100,000 one-letter messages once cost 66-160 MB.
+pub const MAX_JSON_CONTAINERS: usize = 50_000;
+
+/// Counts the objects and arrays in a JSON text and its nesting depth, without parsing
+/// it: one pass over the bytes, skipping strings. Stops early past the limits.
+fn json_shape(bytes: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut containers) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                containers += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::invalid(
+                        format!(
+                            "the request body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels"
+                        ),
+                        None,
+                    ));
+                }
+                if containers > MAX_JSON_CONTAINERS {
+                    return Err(ApiError::invalid(
+                        format!(
+                            "the request body has more than {MAX_JSON_CONTAINERS} objects and arrays; \
+                             send fewer messages, parts or tools"
+                        ),
+                        None,
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses a JSON body, naming line and column on failure. Bodies nested deeper than
+/// [`MAX_JSON_DEPTH`] or holding more than [`MAX_JSON_CONTAINERS`] objects and arrays are
+/// refused before parsing.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::invalid("the request body is empty; expected a JSON object", None));
     }
+    json_shape(bytes)?;
     serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Eof => "ends too early",
@@ -178,5 +234,14 @@ mod tests {
         let e = parse_json(b"{\"a\": ").unwrap_err();
         assert!(e.message.contains("ends too early"), "{}", e.message);
         assert!(parse_json(b"  ").unwrap_err().message.contains("empty"));
+        // Shape limits, checked before parsing; brackets inside strings do not count.
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert!(parse_json(deep.as_bytes()).unwrap_err().message.contains("deeper than 64"));
+        let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+        assert!(parse_json(ok.as_bytes()).is_ok());
+        let in_string = format!("{{\"a\": \"{}\\\"{}\"}}", "[".repeat(100), "{".repeat(100_000));
+        assert!(parse_json(in_string.as_bytes()).is_ok(), "brackets in strings are text");
+        let many = format!("[{}{{}}]", "{},".repeat(50_000));
+        assert!(parse_json(many.as_bytes()).unwrap_err().message.contains("more than 50000"));
     }
 }
