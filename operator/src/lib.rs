@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod error;
 pub mod leader;
 pub mod metrics;
+pub mod resource_status;
 pub mod scheduler;
 pub mod serve;
 pub mod store;

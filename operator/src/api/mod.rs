@@ -52,6 +52,9 @@ pub struct ControlPlane {
     cache: Arc<std::sync::Mutex<Option<CachedResources>>>,
     /// Bumped by every write: a read that started before one is not cached.
     writes: Arc<std::sync::atomic::AtomicU64>,
+    /// Why the last [`ControlPlane::reconfigure`] could not apply the resources (`None`: it
+    /// did), shown on the resources the gateway does not have yet.
+    refusal: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// When the resources were read, and what they were.
@@ -73,6 +76,7 @@ impl ControlPlane {
             config: Arc::new(ConfigSource::default()),
             cache: Arc::default(),
             writes: Arc::default(),
+            refusal: Arc::default(),
         }
     }
 
@@ -130,17 +134,33 @@ impl ControlPlane {
     }
 
     /// Compiles every resource in force and applies it to the in-process gateway. On error
-    /// the configuration in force stays and the error says why.
+    /// the configuration in force stays and the error says why (also on the resources not
+    /// applied, [`ControlPlane::refusal`]). An IP token whose key is not set does not fail
+    /// it: the gateway keeps that token out of service and applies the rest.
     pub async fn reconfigure(&self) -> Result<(), String> {
         self.forget_resources();
+        let result = self.apply_resources().await;
+        if let Ok(mut refusal) = self.refusal.lock() {
+            *refusal = result.as_ref().err().cloned();
+        }
+        result
+    }
+
+    async fn apply_resources(&self) -> Result<(), String> {
         let all = self.config.all(self.resources.as_ref()).await?;
         let config = crate::config::check(&all)?;
-        if config.hash == self.gateway.config_hash() {
-            return Ok(());
-        }
         let stored = self.sql.secrets().await.map_err(|e| e.to_string())?;
         let secrets = self.config.base_secrets().layered(stored);
+        // NB: the same hash with other keys (one set or rotated) is applied too.
+        if self.gateway.is_current(&config, &secrets) {
+            return Ok(());
+        }
         self.gateway.apply_config(config, &secrets).map_err(|e| e.to_string())
+    }
+
+    /// Why the last [`ControlPlane::reconfigure`] left the configuration in force as it was.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.lock().ok().and_then(|r| r.clone())
     }
 }
 

@@ -112,7 +112,32 @@ async fn views(cp: &ControlPlane, kind: Option<Kind>) -> Result<Vec<ResourceView
         }
         out.push(stored_view(cp, s).await?);
     }
+    with_status(cp, &mut out).await?;
     Ok(out)
+}
+
+/// Fills each view's `document.status`: what the in-process gateway makes of it
+/// ([`crate::resource_status`]).
+async fn with_status(cp: &ControlPlane, views: &mut [ResourceView]) -> Result<(), ApiError> {
+    let all = cp.all_resources().await?;
+    let runtime = cp.gateway.shared().runtime.load_full();
+    let out_of_service: Vec<_> = runtime.out_of_service.values().cloned().collect();
+    let refusal = cp.refusal();
+    let in_force = crate::resource_status::InForce {
+        config: &runtime.config,
+        out_of_service: &out_of_service,
+        applied_at_ms: runtime.built_at_ms,
+        refusal: refusal.as_deref(),
+    };
+    for view in views {
+        let id = (view.kind, view.namespace.clone(), view.name.clone());
+        let Some(resource) = all.iter().find(|r| resource_id(r) == id) else { continue };
+        let status = crate::resource_status::status(resource, &all, &in_force, view.generation);
+        if let Some(obj) = view.document.as_object_mut() {
+            obj.insert("status".into(), status);
+        }
+    }
+    Ok(())
 }
 
 /// A resource from a resource file (read-only here; its keys come from the secrets file).
@@ -398,7 +423,10 @@ async fn write(
     let target = format!("{} {}/{}", kind.as_str(), id.1, id.2);
     audit(cp, caller, action, &target, before.as_ref().map(|b| &b.document), Some(&stored.document)).await;
     let status = if before.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, axum::Json(stored_view(cp, stored).await?)).into_response())
+    let mut view = [stored_view(cp, stored).await?];
+    with_status(cp, &mut view).await?;
+    let [view] = view;
+    Ok((status, axum::Json(view)).into_response())
 }
 
 pub async fn create(

@@ -95,8 +95,9 @@ pub fn default_resources() -> Resources {
     resources(("250m", "256Mi"), "1Gi", None)
 }
 
-/// Refuses what would serve wrong answers, before any object is built.
-fn check(dp: &DataPlane) -> Result<()> {
+/// Refuses what would serve wrong answers, before any object is built (also standalone
+/// mode's `Accepted` condition of a DataPlane).
+pub fn check(dp: &DataPlane) -> Result<()> {
     let max = dp.spec.replicas.max;
     if max > 1 && dp.spec.cache.type_ == CacheType::Memory {
         return Err(Error::MemoryCacheWithReplicas { max });

@@ -99,9 +99,10 @@ async fn publish(ctx: &Context, owner: &Owner, manager: &str) -> Result<Publicat
                     "configuration not written to the database; gateways following it keep the previous one until the next publish"
                 );
             }
+            let keys = compiled.keys.secret_source();
             if let Some(gateway) = &ctx.control_plane
-                && gateway.config_hash() != config.hash
-                && let Err(e) = gateway.apply_config(config.clone(), &compiled.keys.secret_source())
+                && !gateway.is_current(config, &keys)
+                && let Err(e) = gateway.apply_config(config.clone(), &keys)
             {
                 tracing::warn!(error = %e, "the control plane's own gateway keeps its previous configuration");
             }
