@@ -305,3 +305,82 @@ async fn prefixes_isolate_stores() {
     assert_eq!(state(&b, &k).await, (0, 100));
     assert!(matches!(CounterStore::redis("not a url", "x").await, Err(CostError::Config(_))));
 }
+
+/// The shared Redis on 127.0.0.1:6379, under a prefix no other test uses.
+async fn shared_redis(prefix: &str) -> CounterStore {
+    CounterStore::redis("redis://127.0.0.1:6379", prefix).await.expect("the Redis on 127.0.0.1:6379")
+}
+
+fn unique(name: &str) -> String {
+    format!("t{}-{name}", uuid::Uuid::new_v4().simple())
+}
+
+/// Issue 17, item 14: a replica killed with -9 never settles its reservations. Status reads
+/// release them at their deadline without waiting for another reservation to sweep them.
+#[tokio::test]
+async fn a_dead_replicas_reservation_stops_counting_as_reserved_at_its_deadline() {
+    let prefix = unique("dead");
+    let k = key("dev", DAY, 1_000, true);
+    {
+        // The replica that dies: it reserves and is gone without settling.
+        let dying = shared_redis(&prefix).await;
+        assert_eq!(
+            dying.reserve("in-flight", std::slice::from_ref(&k), 400, NOW + 500, NOW).await,
+            Ok(Admission::Admitted)
+        );
+    }
+    let survivor = shared_redis(&prefix).await;
+    let at = |now| {
+        let (s, k) = (&survivor, &k);
+        async move { s.state_at(k, now).await.map(|c| (c.spent_micros, c.reserved_micros)).unwrap() }
+    };
+    assert_eq!(at(NOW + 500).await, (0, 400), "before its deadline it is still held");
+    assert_eq!(at(NOW + 501).await, (0, 0), "after it, released by the read alone");
+    assert_eq!(state(&survivor, &k).await, (0, 0), "and released for good");
+    // Settling it late changes nothing: it was released, not charged.
+    assert_eq!(survivor.settle("in-flight", 400).await, Ok(false));
+    assert_eq!(state(&survivor, &k).await, (0, 0));
+}
+
+/// Issue 17, item 14: the prefix is joined with `:`, so prefixes that extend one another
+/// (`a`, `ab`, `ar:`) name disjoint keys. Before, `a` + `r:{id}` and `ar:` + `b:{window}:{id}`
+/// were the same key when a caller chose the request id `b:{window}:{id}`.
+#[tokio::test]
+async fn prefixes_that_extend_one_another_never_share_a_key() {
+    let base = unique("p");
+    let a = shared_redis(&format!("{base}a")).await;
+    let ab = shared_redis(&format!("{base}ab")).await;
+    let ar = shared_redis(&format!("{base}ar:")).await;
+    let k = key("dev", DAY, 100, true);
+    let crafted = format!("b:{}:dev", DAY.start_ms);
+    for (s, id) in [(&a, crafted.as_str()), (&ab, "r"), (&ar, "r")] {
+        assert_eq!(
+            s.reserve(id, std::slice::from_ref(&k), 100, NOW + 60_000, NOW).await,
+            Ok(Admission::Admitted),
+            "each prefix has its own full budget"
+        );
+        assert_eq!(state(s, &k).await, (0, 100));
+    }
+    assert_eq!(a.settle(&crafted, 30).await, Ok(true));
+    assert_eq!(state(&a, &k).await, (30, 0));
+    assert_eq!(state(&ab, &k).await, (0, 100));
+    assert_eq!(state(&ar, &k).await, (0, 100));
+    // Every key of `a` starts with `a:`; none of the others does.
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{base}*")).query_async(&mut conn).await.unwrap();
+    let of_a: Vec<&String> = keys.iter().filter(|k| k.starts_with(&format!("{base}a:"))).collect();
+    assert!(!of_a.is_empty());
+    assert!(
+        keys.iter().all(|k| ["a:", "ab:", "ar:"].iter().any(|p| k.starts_with(&format!("{base}{p}")))),
+        "{keys:?}"
+    );
+    // A prefix that already ends with `:` keeps naming exactly the keys it named before.
+    if let CounterStore::Redis(r) = &ar {
+        assert_eq!(r.key_prefix(), format!("{base}ar:"));
+    }
+    if let CounterStore::Redis(r) = &a {
+        assert_eq!(r.key_prefix(), format!("{base}a:"));
+    }
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+}

@@ -152,6 +152,16 @@ impl CounterStore {
         }
     }
 
+    /// The counters of one budget-window as of `now_ms`: reservations whose deadline has
+    /// passed (a replica killed mid-request never settles its own) are released first, so
+    /// `reserved` counts only calls that may still be in flight. Status reads use this.
+    pub async fn state_at(&self, key: &BudgetKey, now_ms: i64) -> Result<CounterState, CostError> {
+        match self {
+            CounterStore::Memory(m) => Ok(m.state_at(key, now_ms)),
+            CounterStore::Redis(r) => r.state_at(key, now_ms).await,
+        }
+    }
+
     /// Rebuild: set a budget-window's spent from the ledger (a SET, never an increment, so
     /// repeating a rebuild cannot double count). Reservations are left as they are.
     pub async fn set_spent(&self, key: &BudgetKey, spent_micros: u64) -> Result<(), CostError> {
@@ -175,6 +185,15 @@ impl CounterStore {
         match self {
             CounterStore::Memory(m) => Ok(m.claim_alert(key, threshold_percent)),
             CounterStore::Redis(r) => r.claim_alert(key, threshold_percent).await,
+        }
+    }
+
+    /// True the first time an overrun alert (a settle charged more than was reserved) is
+    /// claimed for this budget-window, false afterwards: across replicas for Redis.
+    pub async fn claim_overrun_alert(&self, key: &BudgetKey) -> Result<bool, CostError> {
+        match self {
+            CounterStore::Memory(m) => Ok(m.claim_overrun_alert(key)),
+            CounterStore::Redis(r) => r.claim_overrun_alert(key).await,
         }
     }
 }

@@ -37,8 +37,17 @@ struct Inner {
     free_slots: Vec<u32>,
     reservations: HashMap<u128, Reservation, BuildHasherDefault<PrehashedU128>>,
     deadlines: BTreeSet<(i64, u128)>,
-    /// Claimed alerts: (slot, threshold percent). Few; cleared with their slot.
-    alerts: HashSet<(u32, u32)>,
+    /// Claimed alerts: (slot, which). Few; cleared with their slot.
+    alerts: HashSet<(u32, AlertClaim)>,
+}
+
+/// An alert claimed once per budget-window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AlertClaim {
+    /// Spending crossed this percentage of the limit.
+    Threshold(u32),
+    /// A settle charged more than was reserved.
+    Overrun,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +164,12 @@ impl MemoryCounters {
         }
     }
 
+    /// See [`CounterStore::state_at`](super::CounterStore::state_at).
+    pub fn state_at(&self, key: &BudgetKey, now_ms: i64) -> CounterState {
+        self.expire(now_ms);
+        self.state(key)
+    }
+
     /// See [`CounterStore::set_spent`](super::CounterStore::set_spent).
     pub fn set_spent(&self, key: &BudgetKey, spent: u64) {
         let mut inner = self.lock();
@@ -166,7 +181,14 @@ impl MemoryCounters {
     pub fn claim_alert(&self, key: &BudgetKey, threshold_percent: u32) -> bool {
         let mut inner = self.lock();
         let slot = inner.slot_for(key, None);
-        inner.alerts.insert((slot, threshold_percent))
+        inner.alerts.insert((slot, AlertClaim::Threshold(threshold_percent)))
+    }
+
+    /// See [`CounterStore::claim_overrun_alert`](super::CounterStore::claim_overrun_alert).
+    pub fn claim_overrun_alert(&self, key: &BudgetKey) -> bool {
+        let mut inner = self.lock();
+        let slot = inner.slot_for(key, None);
+        inner.alerts.insert((slot, AlertClaim::Overrun))
     }
 }
 
@@ -438,6 +460,17 @@ mod tests {
     }
 
     #[test]
+    fn status_reads_release_reservations_past_their_deadline() {
+        let m = MemoryCounters::new();
+        let b = key("b", 0, 1_000, true);
+        assert_eq!(m.reserve("dead", std::slice::from_ref(&b), 400, 500, 0), Admission::Admitted);
+        assert_eq!(m.state_at(&b, 500).reserved_micros, 400);
+        assert_eq!(m.state_at(&b, 501).reserved_micros, 0);
+        assert!(!m.settle("dead", 400), "released, not charged");
+        assert_eq!(m.state(&b), CounterState::default());
+    }
+
+    #[test]
     fn set_spent_and_alerts() {
         let m = MemoryCounters::new();
         let b = key("b", 0, 100, true);
@@ -452,6 +485,11 @@ mod tests {
         assert!(!m.claim_alert(&b, 1000));
         // A new window claims again.
         assert!(m.claim_alert(&key("b", 1000, 100, true), 80));
+        // The overrun alert is its own claim, once per window.
+        assert!(m.claim_overrun_alert(&b));
+        assert!(!m.claim_overrun_alert(&b));
+        assert!(!m.claim_alert(&b, 80));
+        assert!(m.claim_overrun_alert(&key("b", 1000, 100, true)));
     }
 
     #[test]

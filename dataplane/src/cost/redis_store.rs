@@ -1,13 +1,16 @@
 //! Budget counters in Redis, shared by every gateway replica.
 //!
 //! Each operation is one Lua script (`cost/lua/*.lua`, sent as EVALSHA), so reserve and
-//! settle are one round trip each and atomic across replicas. Keys, all under the prefix:
+//! settle are one round trip each and atomic across replicas. Keys, all under the prefix
+//! followed by `:` (added unless the prefix already ends with it, so `a` and `ab` never share
+//! a key):
 //!
 //! - `b:{window start}:{budget id}`: hash `s` (spent), `r` (reserved); expires the window's
 //!   length plus a week after it is created (never for `total`);
 //! - `r:{reservation id}`: hash `a` (amount), `d` (deadline), `n` and `1..n` (its counters);
 //! - `deadlines`: sorted set of live reservation ids by deadline, swept by every reserve;
-//! - `a:{window start}:{percent}:{budget id}`: alert claims (`SET NX`).
+//! - `a:{window start}:{percent}:{budget id}`: threshold alert claims (`SET NX`);
+//! - `o:{window start}:{budget id}`: overrun alert claims (`SET NX`).
 //!
 //! Every call is bounded by a timeout and every failure is [`CostError::Unavailable`]; the
 //! connection manager reconnects on its own, so service resumes when Redis is back.
@@ -86,7 +89,7 @@ impl RedisCounters {
                 Ok(Err(e)) => return Err(unavailable(&e)),
                 Err(_) => return Err(timed_out(timeout)),
             };
-        let store = RedisCounters { conn, prefix: key_prefix.into(), timeout };
+        let store = RedisCounters { conn, prefix: with_separator(key_prefix).into(), timeout };
         // Load the scripts now so the first requests do not pay a NOSCRIPT round trip.
         for script in [&SCRIPTS.reserve, &SCRIPTS.settle, &SCRIPTS.expire, &SCRIPTS.set_spent] {
             let mut conn = store.conn.clone();
@@ -95,7 +98,7 @@ impl RedisCounters {
         Ok(store)
     }
 
-    /// The key prefix.
+    /// The key prefix, with its `:` separator.
     pub fn key_prefix(&self) -> &str {
         &self.prefix
     }
@@ -205,6 +208,12 @@ impl RedisCounters {
         Ok(CounterState { spent_micros: spent.unwrap_or(0), reserved_micros: reserved.unwrap_or(0) })
     }
 
+    /// See [`CounterStore::state_at`](super::CounterStore::state_at).
+    pub async fn state_at(&self, key: &BudgetKey, now_ms: i64) -> Result<CounterState, CostError> {
+        self.expire(now_ms).await?;
+        self.state(key).await
+    }
+
     /// See [`CounterStore::set_spent`](super::CounterStore::set_spent).
     pub async fn set_spent(&self, key: &BudgetKey, spent: u64) -> Result<(), CostError> {
         let mut inv = SCRIPTS.set_spent.prepare_invoke();
@@ -215,18 +224,37 @@ impl RedisCounters {
 
     /// See [`CounterStore::claim_alert`](super::CounterStore::claim_alert).
     pub async fn claim_alert(&self, key: &BudgetKey, threshold_percent: u32) -> Result<bool, CostError> {
-        let mut conn = self.conn.clone();
         let mut cmd = ::redis::cmd("SET");
         cmd.arg(format!("{}a:{}:{}:{}", self.prefix, key.window.start_ms, threshold_percent, key.id))
             .arg(1)
             .arg("NX");
-        let ttl = time_to_live(key.window);
+        self.claim(cmd, time_to_live(key.window)).await
+    }
+
+    /// See [`CounterStore::claim_overrun_alert`](super::CounterStore::claim_overrun_alert).
+    pub async fn claim_overrun_alert(&self, key: &BudgetKey) -> Result<bool, CostError> {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(format!("{}o:{}:{}", self.prefix, key.window.start_ms, key.id)).arg(1).arg("NX");
+        self.claim(cmd, time_to_live(key.window)).await
+    }
+
+    /// Runs a `SET key 1 NX` (expiring after `ttl` ms unless 0): true if it set the key.
+    async fn claim(&self, mut cmd: ::redis::Cmd, ttl: i64) -> Result<bool, CostError> {
+        let mut conn = self.conn.clone();
         if ttl != 0 {
             cmd.arg("PX").arg(ttl);
         }
         let reply: Option<String> = self.bounded(cmd.query_async(&mut conn)).await?;
         Ok(reply.is_some())
     }
+}
+
+/// `prefix` followed by the `:` separator (unless it already ends with one; an empty prefix
+/// stays empty). NB: before this, keys were the prefix glued to the key name (`tollgateb:...`),
+/// so prefixes `a` and `ab` could name the same key; a prefix that already ended with `:`
+/// names exactly the keys it did before.
+fn with_separator(prefix: &str) -> String {
+    if prefix.is_empty() || prefix.ends_with(':') { prefix.to_owned() } else { format!("{prefix}:") }
 }
 
 /// Clamps an amount to what a Lua number holds exactly.
