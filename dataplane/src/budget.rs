@@ -110,7 +110,9 @@ pub async fn status(
 ) -> Result<Option<BudgetStatus>, crate::cost::CostError> {
     let Some(b) = budgets.get(index) else { return Ok(None) };
     let key = key_for(b, now_ms);
-    let state = counters.state(&key).await?;
+    // NB: releases reservations past their deadline first, so calls of a replica that died
+    // mid-request do not show as reserved after their deadline.
+    let state = counters.state_at(&key, now_ms).await?;
     let remaining = b.limit_micros.saturating_sub(state.spent_micros).saturating_sub(state.reserved_micros);
     // NB: a `total` budget's window spans all representable time; it has no period to show.
     let bounded = key.window.end_ms < i64::MAX / 2;
@@ -246,9 +248,86 @@ pub fn check_alerts(
                         "windowStartMs": key.window.start_ms,
                         "windowEndMs": key.window.end_ms,
                         "enforcement": if budget.hard { "hard" } else { "soft" },
+                        "alert": "threshold",
                     });
                     send_webhook(&client, url, &body).await;
                 }
+            }
+        }
+    });
+}
+
+/// What a settle charged beyond its reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overrun {
+    /// The worst case that was reserved, micro-USD.
+    pub reserved_micros: u64,
+    /// The true cost charged (the provider's reported usage priced), micro-USD.
+    pub charged_micros: u64,
+}
+
+impl Overrun {
+    /// `Some` when `charged` exceeds `reserved`.
+    pub fn of(reserved_micros: u64, charged_micros: u64) -> Option<Self> {
+        (charged_micros > reserved_micros).then_some(Self { reserved_micros, charged_micros })
+    }
+
+    /// How much more was charged than reserved.
+    pub fn excess_micros(&self) -> u64 {
+        self.charged_micros - self.reserved_micros
+    }
+}
+
+/// After a settle that charged more than it reserved: count it on every budget of the chain
+/// (`tollgate_budget_overruns_total`), log it, and raise the `overrun` alert once per
+/// budget window (across replicas), on the log and the webhook. The true cost is already
+/// charged; a hard budget pushed past its limit refuses every new reservation until its
+/// spent is back under (a new window, or a higher limit), because admission requires
+/// `spent + reserved + amount <= limit`. Runs in the background.
+pub fn report_overrun(
+    counters: Arc<CounterStore>,
+    alerts: Alerts,
+    client: UpstreamClient,
+    metrics: crate::observability::Metrics,
+    budgets: Vec<(BudgetConfig, BudgetKey)>,
+    overrun: Overrun,
+) {
+    for (budget, _) in &budgets {
+        metrics.budget_overrun(&budget.id);
+    }
+    tracing::warn!(
+        budgets = %budgets.iter().map(|(b, _)| b.id.as_str()).collect::<Vec<_>>().join(","),
+        reserved = %format_usd(overrun.reserved_micros),
+        charged = %format_usd(overrun.charged_micros),
+        "budget overrun: the provider reported more usage than was reserved"
+    );
+    tokio::spawn(async move {
+        for (budget, key) in budgets {
+            if !counters.claim_overrun_alert(&key).await.unwrap_or(false) {
+                continue;
+            }
+            let spent = counters.state(&key).await.map(|s| s.spent_micros).unwrap_or(0);
+            tracing::warn!(
+                budget = %budget.id,
+                spent = %format_usd(spent),
+                limit = %format_usd(budget.limit_micros),
+                excess = %format_usd(overrun.excess_micros()),
+                "budget alert: overrun"
+            );
+            if let Some(url) = &alerts.webhook {
+                let body = serde_json::json!({
+                    "alert": "overrun",
+                    "budget": budget.id,
+                    "subject": { "kind": budget.subject_kind.as_str(), "name": budget.subject_name },
+                    "reserved": format_usd(overrun.reserved_micros),
+                    "charged": format_usd(overrun.charged_micros),
+                    "spent": format_usd(spent),
+                    "limit": format_usd(budget.limit_micros),
+                    "windowStartMs": key.window.start_ms,
+                    "windowEndMs": key.window.end_ms,
+                    "enforcement": if budget.hard { "hard" } else { "soft" },
+                });
+                send_webhook(&client, url, &body).await;
             }
         }
     });

@@ -385,6 +385,7 @@ struct Inner {
     cost: Family<ModelKey, Counter>,
     budget_remaining: Family<BudgetKey, Gauge>,
     budget_rejections: Family<BudgetKey, Counter>,
+    budget_overruns: Family<BudgetKey, Counter>,
     safety_verdicts: Family<SafetyKey, Counter>,
     breaker_state: Family<BreakerKey, Gauge>,
     upstream_attempts: Family<AttemptKey, Counter>,
@@ -459,6 +460,12 @@ impl Metrics {
             "Requests refused because a budget was exhausted",
             budget_rejections.clone(),
         );
+        let budget_overruns = Family::default();
+        registry.register(
+            "tollgate_budget_overruns",
+            "Settles that charged more than was reserved (the provider reported more usage than the worst case), by budget",
+            budget_overruns.clone(),
+        );
         let safety_verdicts = Family::default();
         registry.register(
             "tollgate_safety_verdicts",
@@ -523,6 +530,7 @@ impl Metrics {
             cost,
             budget_remaining,
             budget_rejections,
+            budget_overruns,
             safety_verdicts,
             breaker_state,
             upstream_attempts,
@@ -645,6 +653,12 @@ impl Metrics {
     pub fn budget_rejected(&self, budget: &str) {
         let budget = Vocabulary::pick(&self.vocabulary().budgets, budget);
         self.inner.budget_rejections.get_or_create(&BudgetKey { budget }).inc();
+    }
+
+    /// Counts a settle that charged `budget` more than was reserved on it.
+    pub fn budget_overrun(&self, budget: &str) {
+        let budget = Vocabulary::pick(&self.vocabulary().budgets, budget);
+        self.inner.budget_overruns.get_or_create(&BudgetKey { budget }).inc();
     }
 
     /// Counts a safety rule match. `action` is the action's name (`block`, `redact`, `log`,
@@ -857,6 +871,7 @@ mod tests {
         m.budget_remaining("team-a", 5_000_000);
         m.budget_remaining("team-a", 4_998_766);
         m.budget_rejected("team-a");
+        m.budget_overrun("team-a");
         m.safety_verdict(SafetyStage::Input, "pii.email", "redact");
         m.breaker_state("openai-prod", "gpt-4o-mini", BreakerState::Open);
         m.fallback("gpt-4o-mini", "claude-haiku");
@@ -994,6 +1009,7 @@ mod tests {
             "tollgate_cost_micro_usd_total",
             "tollgate_budget_remaining_micro_usd",
             "tollgate_budget_rejections_total",
+            "tollgate_budget_overruns_total",
             "tollgate_safety_verdicts_total",
             "tollgate_breaker_state",
             "tollgate_upstream_attempts_total",

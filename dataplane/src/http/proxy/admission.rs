@@ -3,6 +3,7 @@
 //! when the answer used more.
 
 use super::*;
+use crate::budget::{Overrun, report_overrun};
 use crate::observability::tracing::{attr, record_error, record_u64};
 
 /// The window of every per-minute limit (as `check_rate` uses).
@@ -53,6 +54,9 @@ pub(super) struct Admitted {
     pub(super) key_tpm: Option<TpmCharge>,
     /// The serving IP token's tokens-per-minute window, when charged for this attempt.
     pub(super) upstream_tpm: Option<TpmCharge>,
+    /// The output tokens the reservation covers, when one was made: a stream is cut once
+    /// its output reaches this (see `stream::Pump::output_reached`).
+    pub(super) reserved_output: Option<u64>,
 }
 
 impl Admitted {
@@ -68,8 +72,11 @@ impl Admitted {
     pub(super) async fn settle(&mut self, shared: &Shared, span: &RequestSpan, usage: TokenUsage) -> u64 {
         let cost = self.prices.map_or(0, |p| cost_micros(&p, &usage));
         let settle = span.settle();
+        let mut overrun = None;
         async {
             if let Some(r) = self.reservation.take() {
+                // NB: the true cost is charged even when it exceeds the reservation.
+                overrun = Overrun::of(r.reserved_micros, cost);
                 r.settle(cost).await;
             }
             self.correct_tpm(shared, usage).await;
@@ -77,6 +84,16 @@ impl Admitted {
         .instrument(settle.clone())
         .await;
         record_u64(&settle, attr::TOLLGATE_COST_MICRO_USD, cost);
+        if let Some(overrun) = overrun {
+            report_overrun(
+                Arc::clone(&shared.counters),
+                shared.alerts.clone(),
+                shared.client.clone(),
+                shared.metrics.clone(),
+                self.budgets.clone(),
+                overrun,
+            );
+        }
         if cost > 0 && !self.budgets.is_empty() {
             check_alerts(
                 Arc::clone(&shared.counters),
@@ -220,6 +237,7 @@ async fn reserve(
                 token_estimate: 0,
                 key_tpm: None,
                 upstream_tpm: None,
+                reserved_output: None,
             });
         }
         let input = input_tokens(value);
@@ -233,6 +251,7 @@ async fn reserve(
             token_estimate: input.saturating_add(max_output),
             key_tpm: None,
             upstream_tpm: None,
+            reserved_output: None,
         });
     }
     let budgets: Vec<&BudgetConfig> = indices.iter().filter_map(|&i| runtime.config.budgets.get(i)).collect();
@@ -267,6 +286,7 @@ async fn reserve(
             token_estimate,
             key_tpm: None,
             upstream_tpm: None,
+            reserved_output: None,
         });
     };
     let max_output = match (ctx.endpoint, tokens::max_output_tokens(value, wire)) {
@@ -305,6 +325,7 @@ async fn reserve(
             token_estimate: input.saturating_add(max_output),
             key_tpm: None,
             upstream_tpm: None,
+            reserved_output: Some(max_output),
         }),
         Ok(Admission::Refused { budget_id, remaining_micros, window_end_ms }) => {
             let budget = budgets.iter().find(|b| b.id == budget_id);
@@ -338,6 +359,7 @@ async fn reserve(
                 token_estimate: input.saturating_add(max_output),
                 key_tpm: None,
                 upstream_tpm: None,
+                reserved_output: None,
             })
         }
     }

@@ -94,6 +94,8 @@ pub(super) fn stream_response(
             deliver_by: deadline,
             stall: idle,
             client_stalled: false,
+            output_cap: admitted.reserved_output,
+            delta_events: 0,
         };
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
@@ -193,7 +195,16 @@ pub(super) struct Pump {
     pub(super) stall: Duration,
     /// Set when the caller stopped reading (cut, not gone by itself).
     pub(super) client_stalled: bool,
+    /// The output tokens reserved for this request (the cap sent upstream), if reserved.
+    pub(super) output_cap: Option<u64>,
+    /// Upstream events carrying a `delta` (the answer's pieces, plus a little framing).
+    pub(super) delta_events: u64,
 }
+
+/// `delta` events a compliant stream may send beyond one per output token: per choice a
+/// role chunk and a finish chunk (OpenAI allows `n` up to 128), plus Anthropic's
+/// `message_delta` and OpenAI's usage chunk.
+const FRAMING_DELTA_EVENTS: u64 = 2 * 128 + 2;
 
 impl Pump {
     /// Runs to the end of the upstream stream. Returns the error class if it did not end
@@ -228,6 +239,9 @@ impl Pump {
             }
             if let Some(message) = self.upstream_error.take() {
                 return self.fail("upstream_stream_error", &message).await;
+            }
+            if let Some(cap) = self.output_reached() {
+                return self.cut_at_output(cap).await;
             }
             if self.client_gone {
                 return Some("client_disconnected");
@@ -268,6 +282,9 @@ impl Pump {
                 if let Some(message) = self.upstream_error.take() {
                     return self.fail("upstream_stream_error", &message).await;
                 }
+                if let Some(cap) = self.output_reached() {
+                    return self.cut_at_output(cap).await;
+                }
                 if self.client_gone {
                     return Some("client_disconnected");
                 }
@@ -281,6 +298,9 @@ impl Pump {
             let done = self.on_event(event, held).await;
             if let Some(message) = self.upstream_error.take() {
                 return self.fail("upstream_stream_error", &message).await;
+            }
+            if let Some(cap) = self.output_reached() {
+                return self.cut_at_output(cap).await;
             }
             if done {
                 break;
@@ -363,6 +383,9 @@ impl Pump {
         if self.not_a_stream || is_error_event(&event) {
             self.upstream_failed(&event);
             return true;
+        }
+        if event.data.contains("\"delta\"") {
+            self.delta_events += 1;
         }
         // NB: a text test first, so only the (usually one) event that says why the answer
         // stopped is parsed a second time; every OpenAI chunk carries `"finish_reason":null`.
@@ -512,6 +535,28 @@ impl Pump {
             return self.block(&v).await;
         }
         if self.client_gone { Some("client_disconnected") } else { None }
+    }
+
+    /// The reserved output cap, when the upstream has gone past it: its reported output
+    /// tokens exceed the cap, or it sent more `delta` events than the cap plus framing (a
+    /// piece of the answer is at least one token, so a compliant stream never does).
+    /// NB: not `content bytes / 4`: a token can be many bytes (runs of spaces in code), so
+    /// that estimate would cut compliant answers short.
+    fn output_reached(&self) -> Option<u64> {
+        let cap = self.output_cap?;
+        let over = self.usage.output > cap || self.delta_events > cap.saturating_add(FRAMING_DELTA_EVENTS);
+        over.then_some(cap)
+    }
+
+    /// Ends a stream whose upstream sent more output than was reserved: an error event in
+    /// the caller's format (never `[DONE]`), recorded as `upstream_output_exceeded`. It is
+    /// charged what the upstream reported (else the estimate), which may overrun the
+    /// reservation; the overrun is then counted and alerted at settle.
+    async fn cut_at_output(&mut self, cap: u64) -> Option<&'static str> {
+        let message = format!(
+            "the provider sent more output than the {cap} tokens this request allows; the answer was cut"
+        );
+        self.fail("upstream_output_exceeded", &message).await
     }
 
     /// Ends a stream a safety policy blocked: a `policy_violation` error event in the
