@@ -696,6 +696,237 @@ both!(audit_log_filters_by_action_actor_and_target, |app| Box::pin(async move {
     assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("colour")), "{v}");
 }));
 
+fn key_body(name: &str, role: Option<&str>, team: Option<&str>) -> Value {
+    let mut p = json!({"kind": "developer", "name": name});
+    if let Some(r) = role {
+        p["role"] = json!(r);
+    }
+    if let Some(t) = team {
+        p["team"] = json!(t);
+    }
+    json!({"principal": p})
+}
+
+/// Issues a key through the API as `admin`; its id and secret.
+async fn issue(app: &App, name: &str, role: Option<&str>) -> (String, String) {
+    let (s, v) = call(app, Some("admin"), "POST", "/api/v1/keys", Some(key_body(name, role, None))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    (v["record"]["id"].as_str().unwrap().to_owned(), v["key"].as_str().unwrap().to_owned())
+}
+
+/// `method path` with the key `secret`: status and body.
+async fn call_with(app: &App, secret: &str, method: &str, path: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {secret}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = app.router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+both!(principal_names_and_teams_are_bounded_printable_identities, |app| Box::pin(async move {
+    let huge = "t".repeat(50_000);
+    let refused: [(Value, &str); 7] = [
+        (key_body("alice", None, Some(&huge)), "principal.team"),
+        (key_body("alice", None, Some("pay\0ments")), "principal.team"),
+        (key_body("alice", None, Some("pay\nments")), "principal.team"),
+        (key_body("al\nice", None, None), "principal.name"),
+        (key_body(&"a".repeat(129), None, None), "principal.name"),
+        (key_body(" alice", None, None), "principal.name"),
+        (key_body("tollgate:admin", Some("admin"), None), "principal.name"),
+    ];
+    for (body, field) in refused {
+        let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/keys", Some(body.clone())).await;
+        assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().starts_with(field), "{v}");
+    }
+    let (s, v) = call(
+        &app,
+        Some("admin"),
+        "POST",
+        "/api/v1/keys",
+        Some(key_body("Alice.Smith@example.com", None, Some("team_a-1"))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for (path, body, field) in [
+        ("/api/v1/users", json!({"name": "eve\0"}), "name"),
+        ("/api/v1/users", json!({"name": "x".repeat(129)}), "name"),
+        ("/api/v1/users", json!({"name": "eve", "teams": ["a\nb"]}), "teams[0]"),
+        ("/api/v1/teams", json!({"name": "t".repeat(50_000)}), "name"),
+        ("/api/v1/teams", json!({"name": "fin\r\nance"}), "name"),
+    ] {
+        let (s, v) = call(&app, Some("admin"), "POST", path, Some(body)).await;
+        assert_eq!((s, v["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{path}: {v}");
+    }
+    // Nothing refused was stored.
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/teams", None).await;
+    assert_eq!(v["items"], json!([]));
+    let (_, v) = call(&app, Some("admin"), "GET", "/api/v1/keys", None).await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["principal"]["team"].as_str().is_none_or(|t| t.len() < 20))
+    );
+}));
+
+both!(the_directory_role_governs_a_users_keys_and_deleting_a_user_revokes_them, |app| Box::pin(async move {
+    // Carol is an admin in the directory: her keys are admin keys, whatever was asked.
+    let (s, _) =
+        call(&app, Some("admin"), "POST", "/api/v1/users", Some(json!({"name": "carol", "role": "admin"})))
+            .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (carol_id, carol) = issue(&app, "carol", None).await;
+    assert_eq!(call_with(&app, &carol, "GET", "/api/v1/users").await.0, StatusCode::OK);
+    let (s, v) =
+        call(&app, Some("admin"), "POST", "/api/v1/keys", Some(key_body("carol", Some("developer"), None)))
+            .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("role_conflict")), "{v}");
+    // Demoted: the same key may no longer administer, at once.
+    let (s, _) = call(
+        &app,
+        Some("admin"),
+        "POST",
+        "/api/v1/users",
+        Some(json!({"name": "carol", "role": "developer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call_with(&app, &carol, "GET", "/api/v1/users").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("admin_required")));
+    assert_eq!(call_with(&app, &carol, "GET", "/api/v1/whoami").await.1["principal"]["role"], "developer");
+    // A user added to the directory after their keys were issued: the directory's role wins.
+    let (_, dan) = issue(&app, "dan", Some("superuser")).await;
+    let (s, _) = call(&app, Some("admin"), "POST", "/api/v1/users", Some(json!({"name": "dan"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(call_with(&app, &dan, "GET", "/api/v1/me").await.1["role"], "developer");
+    // Deleted: every key of theirs stops working at once, and the answer says which.
+    let (s, v) = call(&app, Some("admin"), "DELETE", "/api/v1/users/carol", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["revokedKeys"], json!([carol_id]));
+    let (s, v) = call_with(&app, &carol, "GET", "/api/v1/whoami").await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("key_revoked")));
+    let chat = Request::post("/v1/chat/completions")
+        .header("authorization", format!("Bearer {carol}"))
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(app.cp.gateway.router().oneshot(chat).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Outside the directory one identity has one role too: no second role under one name.
+    issue(&app, "erin", Some("superuser")).await;
+    let (s, v) =
+        call(&app, Some("admin"), "POST", "/api/v1/keys", Some(key_body("erin", Some("admin"), None))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("role_conflict")), "{v}");
+    let (_, v) = call(&app, Some("admin"), "POST", "/api/v1/keys", Some(key_body("erin", None, None))).await;
+    assert_eq!(v["record"]["principal"]["role"], "superuser");
+}));
+
+both!(a_developer_named_like_the_bootstrap_admin_sees_nothing_of_the_admins, |app| Box::pin(async move {
+    // A database from before the bootstrap admin had an identity of its own: its key is
+    // `developer/admin`, and it has made a request.
+    let mut app = app;
+    let keys = app.cp.gateway.keys().clone();
+    let now = now_ms();
+    let old =
+        Principal { kind: PrincipalKind::Developer, name: "admin".into(), role: Role::Admin, team: None };
+    let old = keys.create("admin (first start)".into(), old, vec![], None, now).await.unwrap();
+    app.keys.insert("bootstrap", old.secret.clone());
+    assert_eq!(chat(&app, "bootstrap", "mock-1", "hello").await, StatusCode::OK);
+    ledger_rows(&app, 1).await;
+    // The next start moves it, with its ledger rows, to the bootstrap identity.
+    let preset = "tg-preset-bootstrap-admin-key-0001";
+    assert_eq!(keys.ensure_admin(Some(preset), now_ms()).await.unwrap(), None);
+    let (_, me) = call_with(&app, &old.secret, "GET", "/api/v1/whoami").await;
+    assert_eq!(me["principal"]["name"], tollgate_dataplane::auth::BOOTSTRAP_ADMIN);
+    let (_, me) = call_with(&app, preset, "GET", "/api/v1/whoami").await;
+    assert_eq!(
+        (me["principal"]["name"].as_str(), me["principal"]["role"].as_str()),
+        (Some("tollgate:admin"), Some("admin"))
+    );
+    // A developer called `admin` is someone else.
+    let (_, dev) = issue(&app, "admin", None).await;
+    let (s, v) = call_with(&app, &dev, "GET", "/api/v1/keys").await;
+    assert_eq!(s, StatusCode::OK);
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only their own key: {v}");
+    assert_eq!(items[0]["principal"]["role"], "developer");
+    let (_, v) = call_with(&app, &dev, "GET", "/api/v1/keys?mine=true").await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    let (s, v) = call_with(&app, &dev, "GET", "/api/v1/usage/requests").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["items"], json!([]), "the admin's requests are not theirs: {v}");
+    let (s, _) =
+        call_with(&app, &dev, "GET", "/api/v1/usage/requests?principal=developer/tollgate:admin").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The admin still sees its own request under its own identity.
+    let (_, v) = call(&app, Some("bootstrap"), "GET", "/api/v1/usage/requests", None).await;
+    assert!(v["items"].as_array().unwrap().iter().any(|r| r["principalName"] == "tollgate:admin"), "{v}");
+}));
+
+both!(the_last_admin_key_stays_and_the_preset_key_always_gets_back_in, |app| Box::pin(async move {
+    // `admin` (root) is the only working admin key (rita's are revoked and expired).
+    let (_, me) = call(&app, Some("admin"), "GET", "/api/v1/whoami", None).await;
+    let root_id = me["keyId"].as_str().unwrap().to_owned();
+    let (s, v) = call(&app, Some("admin"), "DELETE", &format!("/api/v1/keys/{root_id}"), None).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_admin_key")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("tollgate admin recover"), "{v}");
+    assert_eq!(call(&app, Some("admin"), "GET", "/api/v1/users", None).await.0, StatusCode::OK);
+    // Nor may the directory demote or delete the last admin.
+    let (s, v) = call(&app, Some("admin"), "POST", "/api/v1/users", Some(json!({"name": "root"}))).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_admin_key")), "{v}");
+    let (s, _) =
+        call(&app, Some("admin"), "POST", "/api/v1/users", Some(json!({"name": "root", "role": "admin"})))
+            .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(&app, Some("admin"), "DELETE", "/api/v1/users/root", None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // With the preset key registered, root may go; the preset key then may not.
+    let keys = app.cp.gateway.keys();
+    let preset = "tg-preset-admin-key-for-recovery-01";
+    keys.ensure_admin(Some(preset), now_ms()).await.unwrap();
+    let (s, _) = call(&app, Some("admin"), "DELETE", &format!("/api/v1/keys/{root_id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, me) = call_with(&app, preset, "GET", "/api/v1/whoami").await;
+    let preset_id = me["keyId"].as_str().unwrap().to_owned();
+    let (s, _) = call_with(&app, preset, "DELETE", &format!("/api/v1/keys/{preset_id}")).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    // Revoked anyway (another admin, since gone): a start with the same key restores it.
+    let (_, other) = issue_as(&app, preset, "ops", "admin").await;
+    assert_eq!(
+        call_with(&app, &other, "DELETE", &format!("/api/v1/keys/{preset_id}")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(call_with(&app, preset, "GET", "/api/v1/whoami").await.0, StatusCode::UNAUTHORIZED);
+    keys.ensure_admin(Some(preset), now_ms()).await.unwrap();
+    let (s, me) = call_with(&app, preset, "GET", "/api/v1/whoami").await;
+    assert_eq!((s, me["principal"]["role"].as_str()), (StatusCode::OK, Some("admin")), "{me}");
+    // And `tollgate admin recover`'s way: a new bootstrap admin key, straight from the database.
+    let recovered = keys.recover_admin(now_ms()).await.unwrap();
+    let (s, me) = call_with(&app, &recovered.secret, "GET", "/api/v1/whoami").await;
+    assert_eq!((s, me["principal"]["name"].as_str()), (StatusCode::OK, Some("tollgate:admin")));
+}));
+
+/// Issues an admin key for `name` with the key `secret`.
+async fn issue_as(app: &App, secret: &str, name: &str, role: &str) -> (String, String) {
+    let req = Request::post("/api/v1/keys")
+        .header("authorization", format!("Bearer {secret}"))
+        .header("content-type", "application/json")
+        .body(Body::from(key_body(name, Some(role), None).to_string()))
+        .unwrap();
+    let response = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let v: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    (v["record"]["id"].as_str().unwrap().to_owned(), v["key"].as_str().unwrap().to_owned())
+}
+
 both!(key_rotation_issues_a_new_key_and_revokes_the_old, |app| Box::pin(async move {
     let (s, v) = call(
         &app,

@@ -970,6 +970,8 @@ export interface components {
         Deleted: {
             /** @description Its name. */
             deleted: string;
+            /** @description A deleted user's keys, revoked with them (ids). */
+            revokedKeys?: string[];
         };
         /** @description A deleted resource. */
         DeletedResource: {
@@ -1964,7 +1966,10 @@ export interface components {
              */
             requests: number;
         };
-        /** @description A user the admin registered (roles are carried by keys; this is the directory). */
+        /**
+         * @description A user the admin registered: a developer identity whose role is their keys' role
+         *     (changing it changes what every key of theirs may do; deleting the user revokes them).
+         */
         User: {
             /** @description For people. */
             displayName?: string | null;

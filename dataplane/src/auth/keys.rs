@@ -84,6 +84,37 @@ impl Role {
     }
 }
 
+/// The longest principal (developer, team, agent) name.
+pub const MAX_PRINCIPAL_NAME: usize = 128;
+
+/// The bootstrap admin's principal name (the key from `TOLLGATE_ADMIN_KEY`, the first-start
+/// key, `tollgate admin recover`). NB: `:` is outside [`check_principal_name`]'s character
+/// set, so no key or user created through the API can share this identity (and with it the
+/// admin's keys and request log).
+pub const BOOTSTRAP_ADMIN: &str = "tollgate:admin";
+
+/// Why `name` cannot name a principal (developer, team, agent, user), if it cannot: 1-128
+/// characters, ASCII letters, digits, `.`, `-`, `_` and `@`, starting with a letter or digit.
+/// No spaces or control characters, so a name reads the same in a log line, a CSV export
+/// and a database of either kind.
+pub fn check_principal_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_PRINCIPAL_NAME {
+        return Err(format!("must be at most {MAX_PRINCIPAL_NAME} characters (got {})", name.len()));
+    }
+    if let Some(bad) =
+        name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@')))
+    {
+        return Err(format!("may contain only letters, digits, '.', '-', '_' and '@' (found {bad:?})"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("must start with a letter or a digit".into());
+    }
+    Ok(())
+}
+
 /// The identity a key maps to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +128,18 @@ pub struct Principal {
     /// The team it belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+}
+
+impl Principal {
+    /// The bootstrap admin: an identity of its own ([`BOOTSTRAP_ADMIN`]).
+    pub fn bootstrap_admin() -> Self {
+        Self { kind: PrincipalKind::Developer, name: BOOTSTRAP_ADMIN.into(), role: Role::Admin, team: None }
+    }
+
+    /// Whether `other` is the same identity (kind and name; role and team aside).
+    pub fn same_identity(&self, other: &Principal) -> bool {
+        self.kind == other.kind && self.name == other.name
+    }
 }
 
 /// A stored key, without the key itself.
@@ -136,6 +179,11 @@ impl KeyRecord {
     /// Whether the key may call `model`.
     pub fn allows_model(&self, model: &str) -> bool {
         self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| m == model)
+    }
+
+    /// Whether the key is an admin key that works at `now_ms`.
+    pub fn is_active_admin(&self, now_ms: i64) -> bool {
+        self.principal.role == Role::Admin && self.unusable_at(now_ms).is_none()
     }
 
     /// Why the key cannot be used at `now_ms`, if it cannot.
@@ -285,6 +333,29 @@ mod tests {
 
     fn alice() -> Principal {
         Principal { kind: PrincipalKind::Developer, name: "alice".into(), role: Role::Developer, team: None }
+    }
+
+    #[test]
+    fn principal_names_are_bounded_and_printable() {
+        for ok in ["alice", "Alice.Smith", "alice@example.com", "team_a-1", "7", &"a".repeat(128)] {
+            assert_eq!(check_principal_name(ok), Ok(()), "{ok}");
+        }
+        let long = "a".repeat(129);
+        let nul = "al\0ice";
+        for (bad, why) in [
+            ("", "empty"),
+            (long.as_str(), "at most 128"),
+            (nul, "'\\0'"),
+            ("a\nb", "'\\n'"),
+            ("a b", "' '"),
+            ("a/b", "'/'"),
+            (BOOTSTRAP_ADMIN, "':'"),
+            ("-a", "start with"),
+            ("élan", "'é'"),
+        ] {
+            let err = check_principal_name(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 
     #[test]

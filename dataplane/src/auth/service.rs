@@ -5,7 +5,8 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::keys::{
-    KeyCache, KeyRecord, NewKey, Principal, PrincipalKind, Role, generate_key, hash_key, record_for,
+    BOOTSTRAP_ADMIN, KeyCache, KeyRecord, NewKey, Principal, PrincipalKind, Role, generate_key, hash_key,
+    record_for,
 };
 use crate::error::{ApiError, Result};
 use crate::store::Store;
@@ -99,36 +100,85 @@ impl KeyService {
         Ok(existed)
     }
 
-    /// Makes sure an admin key exists. With `preset` (from `TOLLGATE_ADMIN_KEY`) that key is
-    /// registered if it is not yet; otherwise, if no active admin key exists, one is created.
-    /// Returns a newly generated secret, to be printed once.
+    /// Revokes every active key of `kind`/`name` at once (a user deleted from the
+    /// directory); the revoked keys' ids.
+    pub async fn revoke_principal(
+        &self,
+        kind: PrincipalKind,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>> {
+        let ids = self.store.revoke_keys_of(kind, name, now_ms).await?;
+        for id in &ids {
+            self.cache.revoke(id, now_ms);
+        }
+        Ok(ids)
+    }
+
+    /// Gives every key of `kind`/`name` the role `role` at once (a user's role changed in
+    /// the directory); how many keys changed.
+    pub async fn set_role(&self, kind: PrincipalKind, name: &str, role: Role) -> Result<u64> {
+        let changed = self.store.set_role_of(kind, name, role).await?;
+        if changed > 0 {
+            self.reload().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Issues a new bootstrap-admin key (`tollgate admin recover`); the secret is shown once.
+    pub async fn recover_admin(&self, now_ms: i64) -> Result<NewKey> {
+        self.create("admin (recovered)".into(), Principal::bootstrap_admin(), vec![], None, now_ms).await
+    }
+
+    /// Makes sure an admin key exists, so there is always a way in. With `preset` (from
+    /// `TOLLGATE_ADMIN_KEY`) that key is registered if it is not yet, and made to work again
+    /// if it was revoked, expired or demoted: starting with the same preset key restores
+    /// access. Without one, if no active admin key exists, one is created. Returns a newly
+    /// generated secret, to be printed once.
     pub async fn ensure_admin(&self, preset: Option<&str>, now_ms: i64) -> Result<Option<String>> {
-        let admin =
-            Principal { kind: PrincipalKind::Developer, name: "admin".into(), role: Role::Admin, team: None };
+        let adopted = self.store.adopt_bootstrap_admin(BOOTSTRAP_ADMIN).await?;
+        if adopted > 0 {
+            tracing::info!(
+                keys = adopted,
+                name = BOOTSTRAP_ADMIN,
+                "bootstrap admin keys moved to their own identity"
+            );
+            self.reload().await?;
+        }
+        let admin = Principal::bootstrap_admin();
         if let Some(secret) = preset {
-            if self.store.find_key_by_hash(&hash_key(secret)).await?.is_none() {
-                let key = record_for(
-                    secret.to_owned(),
-                    "admin (TOLLGATE_ADMIN_KEY)".into(),
-                    admin,
-                    vec![],
-                    None,
-                    now_ms,
-                );
-                if let Err(e) = self.store.insert_key(&key.record).await {
-                    // Another replica starting at the same time may have registered it.
-                    if self.store.find_key_by_hash(&key.record.hash).await?.is_none() {
-                        return Err(e);
-                    }
+            match self.store.find_key_by_hash(&hash_key(secret)).await? {
+                Some(existing) if existing.is_active_admin(now_ms) => {}
+                Some(existing) => {
+                    tracing::warn!(
+                        key_id = %existing.id,
+                        "TOLLGATE_ADMIN_KEY was revoked, expired or not an admin key; restoring it as the bootstrap admin"
+                    );
+                    self.store.restore_key(&existing.id, &admin).await?;
+                    self.reload().await?;
                 }
-                self.reload().await?;
+                None => {
+                    let key = record_for(
+                        secret.to_owned(),
+                        "admin (TOLLGATE_ADMIN_KEY)".into(),
+                        admin,
+                        vec![],
+                        None,
+                        now_ms,
+                    );
+                    if let Err(e) = self.store.insert_key(&key.record).await {
+                        // Another replica starting at the same time may have registered it.
+                        if self.store.find_key_by_hash(&key.record.hash).await?.is_none() {
+                            return Err(e);
+                        }
+                    }
+                    self.reload().await?;
+                }
             }
             return Ok(None);
         }
         let keys = self.store.list_keys().await?;
-        let has_admin =
-            keys.iter().any(|k| k.principal.role == Role::Admin && k.unusable_at(now_ms).is_none());
-        if has_admin {
+        if keys.iter().any(|k| k.is_active_admin(now_ms)) {
             return Ok(None);
         }
         let key = self.create("admin (first start)".into(), admin, vec![], None, now_ms).await?;

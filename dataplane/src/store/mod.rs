@@ -169,6 +169,72 @@ impl Store {
         Ok(affected > 0)
     }
 
+    /// Revokes every active key of the principal `kind`/`name` (a deleted user); the ids.
+    pub async fn revoke_keys_of(&self, kind: PrincipalKind, name: &str, at_ms: i64) -> Result<Vec<String>> {
+        let select = "SELECT id FROM virtual_keys WHERE principal_kind = $1 AND principal_name = $2 \
+                      AND revoked_at_ms IS NULL ORDER BY created_at_ms, id";
+        let update = "UPDATE virtual_keys SET revoked_at_ms = $1 WHERE principal_kind = $2 \
+                      AND principal_name = $3 AND revoked_at_ms IS NULL";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut ids = Vec::new();
+            for row in sqlx::query(select).bind(kind.as_str()).bind(name).fetch_all(&mut *tx).await? {
+                ids.push(row.try_get::<String, _>("id")?);
+            }
+            sqlx::query(update).bind(at_ms).bind(kind.as_str()).bind(name).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(ids)
+        })
+    }
+
+    /// Gives every key of the principal `kind`/`name` the role `role` (a user's role changed
+    /// in the directory); how many keys changed.
+    pub async fn set_role_of(&self, kind: PrincipalKind, name: &str, role: Role) -> Result<u64> {
+        let sql = "UPDATE virtual_keys SET role = $1 WHERE principal_kind = $2 AND principal_name = $3 AND role <> $1";
+        Ok(with_pool!(self, pool => {
+            sqlx::query(sql).bind(role.as_str()).bind(kind.as_str()).bind(name).execute(pool).await?.rows_affected()
+        }))
+    }
+
+    /// Makes the key `id` a working key of `principal` again: not revoked, not expiring
+    /// (the preset `TOLLGATE_ADMIN_KEY` at start).
+    pub async fn restore_key(&self, id: &str, principal: &Principal) -> Result<()> {
+        let sql = "UPDATE virtual_keys SET revoked_at_ms = NULL, expires_at_ms = NULL, principal_kind = $1, \
+                   principal_name = $2, role = $3, team = $4 WHERE id = $5";
+        with_pool!(self, pool => {
+            sqlx::query(sql)
+                .bind(principal.kind.as_str())
+                .bind(&principal.name)
+                .bind(principal.role.as_str())
+                .bind(&principal.team)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Moves the bootstrap admin keys of databases written before the bootstrap admin had an
+    /// identity of its own (`developer/admin`, which any developer key named `admin` shared)
+    /// to `new_name`, with their ledger rows. Only keys Tollgate itself issued (named
+    /// `admin (first start)` or `admin (TOLLGATE_ADMIN_KEY)`, admin role) move. Idempotent.
+    pub async fn adopt_bootstrap_admin(&self, new_name: &str) -> Result<u64> {
+        let owned = "principal_kind = 'developer' AND principal_name = 'admin' AND role = 'admin' \
+                     AND name IN ('admin (first start)', 'admin (TOLLGATE_ADMIN_KEY)')";
+        let usage = format!(
+            "UPDATE usage_records SET principal_name = $1 WHERE principal_kind = 'developer' \
+             AND principal_name = 'admin' AND key_id IN (SELECT id FROM virtual_keys WHERE {owned})"
+        );
+        let keys = format!("UPDATE virtual_keys SET principal_name = $1 WHERE {owned}");
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&usage).bind(new_name).execute(&mut *tx).await?;
+            let moved = sqlx::query(&keys).bind(new_name).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok(moved)
+        })
+    }
+
     /// Writes a batch of usage records (and their budget charges) in one transaction.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<()> {
         if records.is_empty() {

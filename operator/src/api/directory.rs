@@ -9,10 +9,11 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tollgate_dataplane::auth::{KeyRecord, Role};
+use tollgate_dataplane::auth::{KeyRecord, PrincipalKind, Role};
 use tollgate_dataplane::{ApiError, now_ms};
 
-use super::{Caller, ControlPlane, List, Page, api_error, audit as record, body, query, respond, valid_name};
+use super::keys::{keep_an_admin, principal_name};
+use super::{Caller, ControlPlane, List, Page, api_error, audit as record, body, query, respond, storage};
 use crate::store::sql::{AuditFilter, Preferences, UsageFilter};
 
 fn month_start_ms(now: i64) -> i64 {
@@ -65,9 +66,13 @@ pub struct PreferencesBody {
 
 /// A deleted user or team.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Deleted {
     /// Its name.
     pub deleted: String,
+    /// A deleted user's keys, revoked with them (ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_keys: Vec<String>,
 }
 
 /// A membership added or removed.
@@ -246,27 +251,38 @@ pub async fn put_user(
     respond(
         async {
             let u: NewUser = body(&parts.headers, b).await?;
-            if !valid_name(&u.name) {
-                return Err(ApiError::invalid(
-                    "name must be a lower-case DNS-style name",
-                    Some("name".into()),
-                ));
+            principal_name("name", &u.name)?;
+            for (i, t) in u.teams.iter().enumerate() {
+                principal_name(&format!("teams[{i}]"), t)?;
             }
-            let role = u.role.as_deref().unwrap_or("developer");
-            if Role::parse(role).is_none() {
+            let Some(role) = Role::parse(u.role.as_deref().unwrap_or("developer")) else {
                 return Err(ApiError::invalid(
                     "role must be admin, superuser or developer",
                     Some("role".into()),
                 ));
-            }
+            };
             if u.display_name.as_ref().is_some_and(|d| d.len() > 200 || d.chars().any(char::is_control)) {
                 return Err(ApiError::invalid(
                     "displayName must be at most 200 printable characters",
                     Some("displayName".into()),
                 ));
             }
+            let now = now_ms();
             let before = cp.sql.users().await.map_err(api_error)?.into_iter().find(|x| x.name == u.name);
-            cp.sql.put_user(&u.name, role, u.display_name.as_deref(), now_ms()).await.map_err(api_error)?;
+            // The directory's role is the user's keys' role: a demotion must not take away
+            // the last working admin key.
+            if role != Role::Admin {
+                keep_an_admin(&cp, &key_ids_of(&cp, &u.name).await?, now).await?;
+            }
+            cp.sql
+                .put_user(&u.name, role.as_str(), u.display_name.as_deref(), now)
+                .await
+                .map_err(api_error)?;
+            cp.gateway
+                .keys()
+                .set_role(PrincipalKind::Developer, &u.name, role)
+                .await
+                .map_err(|e| storage(&e))?;
             for t in &u.teams {
                 cp.sql.add_member(t, &u.name).await.map_err(api_error)?;
             }
@@ -296,13 +312,25 @@ async fn answer_deleted(
     what: &'static str,
     name: String,
     existed: bool,
+    revoked_keys: Vec<String>,
 ) -> super::ApiResult {
     if !existed {
         let code = if what == "user" { "user_not_found" } else { "team_not_found" };
         return Err(ApiError::not_found(code, format!("no {what} {name:?}")));
     }
-    record(cp, caller, "delete", &format!("{what} {name}"), None, None).await;
-    Ok(axum::Json(Deleted { deleted: name }).into_response())
+    let after = (!revoked_keys.is_empty()).then(|| json!({"revokedKeys": revoked_keys}));
+    record(cp, caller, "delete", &format!("{what} {name}"), None, after.as_ref()).await;
+    Ok(axum::Json(Deleted { deleted: name, revoked_keys }).into_response())
+}
+
+/// The ids of every key of the developer `name`.
+async fn key_ids_of(cp: &ControlPlane, name: &str) -> Result<Vec<String>, ApiError> {
+    let keys = cp.gateway.keys().list().await.map_err(|e| storage(&e))?;
+    Ok(keys
+        .into_iter()
+        .filter(|k| k.principal.kind == PrincipalKind::Developer && k.principal.name == name)
+        .map(|k| k.id)
+        .collect())
 }
 
 pub async fn delete_user(
@@ -312,8 +340,20 @@ pub async fn delete_user(
 ) -> Response {
     respond(
         async {
+            let now = now_ms();
+            if !cp.sql.users().await.map_err(api_error)?.iter().any(|u| u.name == name) {
+                return answer_deleted(&cp, &caller, "user", name, false, Vec::new()).await;
+            }
+            keep_an_admin(&cp, &key_ids_of(&cp, &name).await?, now).await?;
             let deleted = cp.sql.delete_user(&name).await.map_err(api_error)?;
-            answer_deleted(&cp, &caller, "user", name, deleted).await
+            // A deleted user's keys stop working at once (not at their expiry).
+            let revoked = cp
+                .gateway
+                .keys()
+                .revoke_principal(PrincipalKind::Developer, &name, now)
+                .await
+                .map_err(|e| storage(&e))?;
+            answer_deleted(&cp, &caller, "user", name, deleted, revoked).await
         }
         .await,
     )
@@ -348,12 +388,7 @@ pub async fn create_team(
     respond(
         async {
             let t: NewTeam = body(&parts.headers, b).await?;
-            if !valid_name(&t.name) {
-                return Err(ApiError::invalid(
-                    "name must be a lower-case DNS-style name",
-                    Some("name".into()),
-                ));
-            }
+            principal_name("name", &t.name)?;
             if cp.sql.teams().await.map_err(api_error)?.iter().any(|x| x.name == t.name) {
                 return Err(api_error(crate::error::Error::Conflict(format!(
                     "team {:?} exists already",
@@ -378,7 +413,7 @@ pub async fn delete_team(
     respond(
         async {
             let deleted = cp.sql.delete_team(&name).await.map_err(api_error)?;
-            answer_deleted(&cp, &caller, "team", name, deleted).await
+            answer_deleted(&cp, &caller, "team", name, deleted, Vec::new()).await
         }
         .await,
     )

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tollgate_dataplane::auth::{KeyRecord, Principal, PrincipalKind, Role};
+use tollgate_dataplane::auth::{KeyRecord, Principal, PrincipalKind, Role, check_principal_name};
 use tollgate_dataplane::{ApiError, now_ms};
 
 use super::{ApiResult, Caller, ControlPlane, List, Page, audit, body, paginate, query, respond, storage};
@@ -112,7 +112,9 @@ pub async fn list(
             let keys = cp.gateway.keys().list().await.map_err(|e| storage(&e))?;
             let keys = keys.into_iter().filter(|k| q.mine != Some(true) || principal_eq(&k.principal, me));
             let resources = if caller.is_admin() { Arc::default() } else { cp.all_resources().await? };
+            // NB: admin keys are an admin's business only, whatever a principal is called.
             let visible: Vec<KeyRecord> = keys
+                .filter(|k| caller.is_admin() || k.principal.role != Role::Admin)
                 .filter(|k| {
                     let p = &k.principal;
                     caller.may_see_principal(&resources, p.kind.as_str(), &p.name, p.team.as_deref())
@@ -140,7 +142,88 @@ pub struct KeysQuery {
 }
 
 fn principal_eq(a: &Principal, b: &Principal) -> bool {
-    a.kind == b.kind && a.name == b.name
+    a.same_identity(b)
+}
+
+/// Refuses a name that cannot name a principal, naming the field.
+pub(crate) fn principal_name(field: &str, value: &str) -> Result<(), ApiError> {
+    check_principal_name(value).map_err(|why| ApiError::invalid(format!("{field} {why}"), Some(field.into())))
+}
+
+/// A 409 with its own code.
+pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+    let mut e = ApiError::invalid(message, None);
+    e.status = StatusCode::CONFLICT;
+    e.code = code;
+    e
+}
+
+/// The role a new key of `principal` gets. One identity has one role: a developer in the
+/// directory has the directory's role; otherwise an identity that already holds working keys
+/// keeps their role; a requested role that differs is refused (409) rather than giving one
+/// person two roles. Without either, the requested role (default developer).
+async fn role_of_identity(
+    cp: &ControlPlane,
+    principal: &Principal,
+    requested: Option<Role>,
+    now: i64,
+) -> Result<Role, ApiError> {
+    let who = format!("{}/{}", principal.kind.as_str(), principal.name);
+    if principal.kind == PrincipalKind::Developer
+        && let Some(user) =
+            cp.sql.users().await.map_err(|e| storage(&e))?.into_iter().find(|u| u.name == principal.name)
+    {
+        let role = Role::parse(&user.role).unwrap_or(Role::Developer);
+        return match requested {
+            Some(r) if r != role => Err(conflict(
+                "role_conflict",
+                format!(
+                    "{who} is a {} in the directory; change the user's role (POST /api/v1/users) to change \
+                     what all their keys may do",
+                    role.as_str()
+                ),
+            )
+            .with_param("principal.role")),
+            _ => Ok(role),
+        };
+    }
+    let keys = cp.gateway.keys().list().await.map_err(|e| storage(&e))?;
+    let held = keys
+        .iter()
+        .filter(|k| k.principal.same_identity(principal) && k.unusable_at(now).is_none())
+        .map(|k| k.principal.role)
+        .max();
+    match (held, requested) {
+        (Some(h), Some(r)) if h != r => Err(conflict(
+            "role_conflict",
+            format!(
+                "{who} already holds {} keys; one identity has one role: add them to the directory with the \
+                 role they should have (POST /api/v1/users), or use another name",
+                h.as_str()
+            ),
+        )
+        .with_param("principal.role")),
+        (Some(h), _) => Ok(h),
+        (None, r) => Ok(r.unwrap_or(Role::Developer)),
+    }
+}
+
+/// Refuses to take away the last working admin key: `losing` are the keys that would stop
+/// being admin keys. Without this, an admin can lock every admin out (recovery then needs
+/// `tollgate admin recover` on the server's machine).
+pub(crate) async fn keep_an_admin(cp: &ControlPlane, losing: &[String], now: i64) -> Result<(), ApiError> {
+    let keys = cp.gateway.keys().list().await.map_err(|e| storage(&e))?;
+    let active: Vec<&KeyRecord> = keys.iter().filter(|k| k.is_active_admin(now)).collect();
+    let loses_one = active.iter().any(|k| losing.contains(&k.id));
+    if loses_one && active.iter().all(|k| losing.contains(&k.id)) {
+        return Err(conflict(
+            "last_admin_key",
+            "this would leave no working admin key and lock every admin out: issue another admin key \
+             first (POST /api/v1/keys with role admin); if locked out, run `tollgate admin recover` on \
+             the server's machine",
+        ));
+    }
+    Ok(())
 }
 
 fn expiry(seconds: Option<u64>, now: i64) -> Result<Option<i64>, ApiError> {
@@ -169,22 +252,25 @@ pub async fn create(
     respond(
         async {
             let req: CreateKey = body(&parts.headers, b).await?;
-            let name_ok =
-                |s: &str| !s.trim().is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
-            if !name_ok(&req.principal.name) {
+            principal_name("principal.name", &req.principal.name)?;
+            if let Some(team) = &req.principal.team {
+                principal_name("principal.team", team)?;
+            }
+            if req.name.as_ref().is_some_and(|n| n.len() > 200 || n.chars().any(char::is_control)) {
                 return Err(ApiError::invalid(
-                    "principal.name must be 1-128 printable characters",
-                    Some("principal.name".into()),
+                    "name must be at most 200 printable characters",
+                    Some("name".into()),
                 ));
             }
             let now = now_ms();
             let expires_at_ms = expiry(req.expires_in_seconds, now)?;
-            let principal = Principal {
+            let mut principal = Principal {
                 kind: req.principal.kind,
-                name: req.principal.name.trim().to_owned(),
-                role: req.principal.role.unwrap_or(Role::Developer),
+                name: req.principal.name,
+                role: Role::Developer,
                 team: req.principal.team,
             };
+            principal.role = role_of_identity(&cp, &principal, req.principal.role, now).await?;
             let name = req.name.unwrap_or_else(|| principal.name.clone());
             let key = cp
                 .gateway
@@ -211,7 +297,9 @@ pub async fn revoke(
 ) -> Response {
     respond(
         async {
-            let existed = cp.gateway.keys().revoke(&id, now_ms()).await.map_err(|e| storage(&e))?;
+            let now = now_ms();
+            keep_an_admin(&cp, std::slice::from_ref(&id), now).await?;
+            let existed = cp.gateway.keys().revoke(&id, now).await.map_err(|e| storage(&e))?;
             if !existed {
                 return Err(ApiError::not_found("key_not_found", "no key with that id"));
             }

@@ -29,7 +29,8 @@ pub struct SqlStore {
     store: Store,
 }
 
-/// A user the admin registered (roles are carried by keys; this is the directory).
+/// A user the admin registered: a developer identity whose role is their keys' role
+/// (changing it changes what every key of theirs may do; deleting the user revokes them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
