@@ -109,7 +109,11 @@ pub fn status(resource: &Resource, all: &[Resource], in_force: &InForce<'_>, gen
             );
         }
     }
-    json!({"observedGeneration": generation, "conditions": conditions})
+    let mut status = json!({"conditions": conditions});
+    if let (Some(g), Some(obj)) = (generation, status.as_object_mut()) {
+        obj.insert("observedGeneration".into(), json!(g));
+    }
+    status
 }
 
 /// Why a workload cannot run as written: a reference that does not resolve, or a DataPlane
