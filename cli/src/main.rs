@@ -6,6 +6,7 @@ mod budget;
 mod keys;
 mod manage;
 mod policy;
+mod recover;
 mod resources;
 mod up;
 
@@ -49,6 +50,9 @@ enum Command {
     Whoami(manage::WhoamiArgs),
     /// Save the server and key for the other commands (checks them first).
     Login(manage::LoginArgs),
+    /// On the server's machine: `tollgate admin recover --database URL` issues a new admin key
+    /// when every admin key is lost.
+    Admin(recover::AdminArgs),
     /// Print shell completions: `tollgate completion bash > /etc/bash_completion.d/tollgate`.
     Completion {
         /// bash, zsh, fish, elvish or powershell.
@@ -79,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Usage(args) => manage::usage(args).await.map(|()| 0),
             Command::Whoami(args) => manage::whoami(args).await.map(|()| 0),
             Command::Login(args) => manage::login(args).await.map(|()| 0),
+            Command::Admin(args) => recover::run(args).await.map(|()| 0),
             Command::Completion { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(shell, &mut Cli::command(), "tollgate", &mut std::io::stdout());

@@ -4,6 +4,7 @@ unreachable)."""
 
 import json
 import os
+import secrets
 import subprocess
 
 import httpx
@@ -136,6 +137,45 @@ def test_keys_whoami_usage_and_budgets(gw):
     header = run(gw, "budget", "list", check=0).stdout.splitlines()[0].split()
     assert header[:2] == ["NAME", "SUBJECT"] and "SPENT" in header
     run(gw, "budget", "show", "nothing", check=4)
+
+
+def test_admin_recover_and_the_preset_key_always_get_back_in(tmp_path):
+    db = f"sqlite://{tmp_path}/server.db"
+    preset = "tg-" + secrets.token_urlsafe(24)
+    recover = lambda database: subprocess.run(  # noqa: E731
+        [str(bin_dir() / "tollgate"), "admin", "recover", "--database", database],
+        capture_output=True, text=True, timeout=30, env={**os.environ, "TOLLGATE_CONFIG": str(tmp_path / "none.yaml")})
+    t = start_tollgate(tmp_path / "first", FILES, database=db, admin_key=preset)
+    try:
+        # The preset key is the only admin key: it may not lock everyone out.
+        preset_id = t.admin("GET", "/api/v1/whoami").json()["keyId"]
+        r = t.admin("DELETE", f"/api/v1/keys/{preset_id}")
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "last_admin_key"), r.text
+        # On the server's machine, with its database: a new admin key, printed once, working at once.
+        r = recover(db)
+        assert r.returncode == 0, r.stderr
+        key = r.stdout.strip()
+        assert key.startswith("tg-") and r.stdout.count("\n") == 1 and "shown once" in r.stderr
+        who = json.loads(run(t, "whoami", "-o", "json", key=key, check=0).stdout)
+        assert (who["principal"]["name"], who["role"]) == ("tollgate:admin", "admin")
+        audit = httpx.get(t.url + "/api/v1/audit?action=recover-admin", headers={"authorization": f"Bearer {key}"})
+        assert len(audit.json()["items"]) == 1, audit.text
+        # Now the preset key may go (another admin key works) ...
+        run(t, "keys", "revoke", preset_id, key=key, check=0)
+        run(t, "whoami", key=preset, check=3)
+    finally:
+        t.proc.stop()
+    # ... and a start with the same TOLLGATE_ADMIN_KEY restores it.
+    t = start_tollgate(tmp_path / "second", FILES, database=db, admin_key=preset)
+    try:
+        who = json.loads(run(t, "whoami", "-o", "json", key=preset, check=0).stdout)
+        assert who["role"] == "admin"
+    finally:
+        t.proc.stop()
+    # A mistyped path is refused rather than "recovered" into a new, empty database.
+    r = recover(f"sqlite://{tmp_path}/typo.db")
+    assert r.returncode == 1 and "no database" in r.stderr
+    assert not (tmp_path / "typo.db").exists()
 
 
 def test_login_completions_and_unreachable_server(gw, tmp_path):
