@@ -210,12 +210,22 @@ pub async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         let after = args.server.call(Method::PUT, &path, Some(body)).await?;
         let verb = match before {
             None => "created",
-            Some(b) if b["document"] == after["document"] => "unchanged",
+            // NB: the status is what the server makes of it, not what was written.
+            Some(b) if without_status(&b["document"]) == without_status(&after["document"]) => "unchanged",
             Some(_) => "configured",
         };
         println!("{}/{ns}/{name} {verb}", kind.to_ascii_lowercase());
     }
     Ok(())
+}
+
+/// A resource document without its `status`.
+fn without_status(document: &Value) -> Value {
+    let mut d = document.clone();
+    if let Some(obj) = d.as_object_mut() {
+        obj.remove("status");
+    }
+    d
 }
 
 /// `tollgate delete KIND NAME` or `-f PATH`.

@@ -15,6 +15,8 @@
 //!   DataPlane) are never ready here: standalone mode has nothing to run them on
 //!   (`Standalone`).
 
+use std::collections::HashSet;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Value, json};
 use tollgate_crds::status::{ACCEPTED, ConditionStatus, READY, reason, set_condition};
@@ -39,8 +41,17 @@ pub struct InForce<'a> {
     pub refusal: Option<&'a str>,
 }
 
-/// `status` of `resource` (one of `all`) at `generation`: `{observedGeneration, conditions}`.
-pub fn status(resource: &Resource, all: &[Resource], in_force: &InForce<'_>, generation: i64) -> Value {
+/// Every resource in force by `(kind, namespace, name)`, for resolving references.
+pub type Known = HashSet<(Kind, String, String)>;
+
+/// The index of `all`.
+pub fn known(all: &[Resource]) -> Known {
+    all.iter().map(resource_id).collect()
+}
+
+/// `status` of `resource` at `generation`, beside the resources `known`:
+/// `{observedGeneration, conditions}`.
+pub fn status(resource: &Resource, known: &Known, in_force: &InForce<'_>, generation: i64) -> Value {
     let (kind, namespace, name) = resource_id(resource);
     let id = format!("{namespace}/{name}");
     let generation = Some(generation).filter(|g| *g > 0);
@@ -96,7 +107,7 @@ pub fn status(resource: &Resource, all: &[Resource], in_force: &InForce<'_>, gen
             }
         }
         Kind::Agent | Kind::Sandbox | Kind::DataPlane => {
-            match workload_problem(resource, &namespace, all) {
+            match workload_problem(resource, &namespace, known) {
                 Some((why, message)) => set(ACCEPTED, false, why, &message, applied),
                 None => set(ACCEPTED, true, reason::ACCEPTED, "", applied),
             }
@@ -118,14 +129,8 @@ pub fn status(resource: &Resource, all: &[Resource], in_force: &InForce<'_>, gen
 
 /// Why a workload cannot run as written: a reference that does not resolve, or a DataPlane
 /// the operator would refuse.
-fn workload_problem(
-    resource: &Resource,
-    namespace: &str,
-    all: &[Resource],
-) -> Option<(&'static str, String)> {
-    let exists = |kind: Kind, ns: &str, name: &str| {
-        all.iter().any(|r| resource_id(r) == (kind, ns.to_owned(), name.to_owned()))
-    };
+fn workload_problem(resource: &Resource, namespace: &str, known: &Known) -> Option<(&'static str, String)> {
+    let exists = |kind: Kind, ns: &str, name: &str| known.contains(&(kind, ns.to_owned(), name.to_owned()));
     // NB: the default DataPlane is the gateway this process runs; only another one named
     // explicitly must exist as a resource.
     let data_plane = |r: &DataPlaneRef| {
@@ -201,7 +206,8 @@ spec: {replicas: {min: 1, max: 3}}
         let all = tollgate_crds::parse_documents("t", ALL).unwrap().resources;
         let config = DataPlaneConfig::default();
         let in_force = InForce { config: &config, out_of_service: &[], applied_at_ms: 0, refusal: None };
-        let of = |i: usize| status(&all[i], &all, &in_force, 1);
+        let known = known(&all);
+        let of = |i: usize| status(&all[i], &known, &in_force, 1);
         assert_eq!(condition(&of(1), ACCEPTED), ("True", reason::ACCEPTED));
         assert_eq!(condition(&of(1), READY), ("False", reason::STANDALONE));
         let orphan = of(2);
@@ -215,7 +221,7 @@ spec: {replicas: {min: 1, max: 3}}
         assert_eq!(condition(&of(4), ACCEPTED), ("False", reason::REPLICAS_NEED_SHARED_STATE));
         // A budget the gateway does not have yet is pending, with why.
         let refused = InForce { refusal: Some("IPToken/default/x: spec.baseUrl: bad"), ..in_force };
-        let budget = status(&all[0], &all, &refused, 1);
+        let budget = status(&all[0], &known, &refused, 1);
         assert_eq!(condition(&budget, READY), ("False", reason::PENDING));
         assert!(budget.to_string().contains("spec.baseUrl"), "{budget}");
     }

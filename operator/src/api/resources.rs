@@ -129,10 +129,12 @@ async fn with_status(cp: &ControlPlane, views: &mut [ResourceView]) -> Result<()
         applied_at_ms: runtime.built_at_ms,
         refusal: refusal.as_deref(),
     };
+    let known = crate::resource_status::known(&all);
+    let by_id: std::collections::HashMap<_, _> = all.iter().map(|r| (resource_id(r), r)).collect();
     for view in views {
         let id = (view.kind, view.namespace.clone(), view.name.clone());
-        let Some(resource) = all.iter().find(|r| resource_id(r) == id) else { continue };
-        let status = crate::resource_status::status(resource, &all, &in_force, view.generation);
+        let Some(resource) = by_id.get(&id) else { continue };
+        let status = crate::resource_status::status(resource, &known, &in_force, view.generation);
         if let Some(obj) = view.document.as_object_mut() {
             obj.insert("status".into(), status);
         }
