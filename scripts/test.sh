@@ -3,7 +3,9 @@
 # SQLite and PostgreSQL), then the black-box tests against the built binaries (official
 # `openai`, `anthropic`, LangChain and CrewAI packages, the Python SDK, curl, kubectl
 # kustomize + kubernetes-validate for the manifests), then the dashboard's Vitest tests and
-# its end-to-end tests in Debian's Chromium against `tollgate up`. Installs the Python
+# its end-to-end tests in Debian's Chromium against `tollgate up`; the adversarial suite
+# (e2e/adversarial: slow and silent clients, floods, huge prompts, memory, schemathesis)
+# and a short cargo-fuzz run of each fuzz target (scripts/fuzz.sh). Installs the Python
 # packages into .venv (and .venv-crewai), the npm packages into dashboard/node_modules and
 # Chromium (apt, as root) on first run; says exactly what is missing otherwise.
 set -euo pipefail
@@ -63,6 +65,8 @@ echo "== client tests (openai, anthropic, langchain, SDK, curl, manifests) again
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/python
 echo "== adversarial tests (slow and silent clients, floods, huge prompts) against the built binaries"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/adversarial
+echo "== fuzzing: request codecs, SSE parser, resource loader (cargo fuzz, 15 s each)"
+bash scripts/fuzz.sh 15
 echo "== dashboard: API types current, component and store tests (Vitest)"
 bash scripts/dashboard.sh deps
 (cd dashboard && npm run --silent check:api && npm test --silent)
