@@ -20,13 +20,8 @@ Proc = common.Proc
 bin_dir = common.bin_dir
 
 
-@pytest.fixture(scope="session")
-def mock_url():
-    p = Proc([str(bin_dir() / "tollgate-mock-provider"), "--listen", "127.0.0.1:0"])
-    try:
-        yield "http://" + p.wait_for(r"listening on (\S+)").group(1)
-    finally:
-        p.stop()
+# The mock provider, started once for the session (the same fixture as e2e/python's).
+mock_url = common.mock_url
 
 
 RESOURCES = """
