@@ -37,7 +37,8 @@ async fn a_caller_that_stops_reading_a_stream_is_cut_charged_and_released() {
 
     // A long answer (30,000 events, megabytes: far more than the socket buffers hold), and
     // a caller with a small receive buffer that reads the first bytes and then nothing.
-    let body = json!({"model": "mock-1", "stream": true,
+    // NB: room reserved for all of it (a stream past its reserved output is cut for that).
+    let body = json!({"model": "mock-1", "stream": true, "max_tokens": 100_000,
                       "messages": [{"role": "user", "content": "hello"}]})
     .to_string();
     let reply = "word ".repeat(6000);
