@@ -74,7 +74,8 @@ pub async fn reconcile(budget: Arc<Budget>, ctx: Arc<Context>) -> Result<Action>
         let window = (counter_key.window.start_ms, counter_key.window.end_ms);
         let spent = ledger.budget_spent(&config.id, window.0).await?;
         let reserved = match &ctx.counters {
-            Some(counters) => Some(counters.state(&counter_key).await?.reserved_micros),
+            // NB: reservations past their deadline (a killed replica's) no longer count.
+            Some(counters) => Some(counters.state_at(&counter_key, at).await?.reserved_micros),
             None => None,
         };
         let figures = BudgetFigures::new(config, window, spent, reserved);
