@@ -44,8 +44,8 @@ pub struct BudgetConfig {
     pub limit_micros: u64,
     /// The period.
     pub period: BudgetPeriod,
-    /// IANA time zone of calendar periods.
-    pub time_zone: String,
+    /// Time zone of calendar periods; serialised as its IANA name (`Europe/Berlin`).
+    pub time_zone: chrono_tz::Tz,
     /// Hard (refuse) or soft (alert).
     pub hard: bool,
     /// Alert thresholds in percent, ascending.
@@ -94,15 +94,61 @@ pub struct ModelRoute {
     pub fallbacks: Vec<String>,
     /// Error classes that trigger a fallback (empty: unavailable, timeout, rate-limited).
     #[serde(default)]
-    pub fallback_on: Vec<String>,
+    pub fallback_on: Vec<FallbackClass>,
     /// Per-model timeouts.
     #[serde(default)]
     pub timeouts: Option<ModelTimeouts>,
 }
 
-/// Error classes a fallback can be chosen for.
-pub const FALLBACK_CLASSES: [&str; 5] =
-    ["unavailable", "timeout", "rate-limited", "context-length-exceeded", "content-filtered"];
+/// A failure a model's fallbacks are tried for (`fallbackOn`). The IPToken resource lists
+/// them as strings; `compile()` turns each into one of these or reports its field path.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum FallbackClass {
+    /// The upstream is down, overloaded or out of quota.
+    Unavailable,
+    /// The upstream did not answer in time.
+    Timeout,
+    /// The upstream (or our limit for that IP token) refused with 429.
+    RateLimited,
+    /// The prompt does not fit the model's context window.
+    ContextLengthExceeded,
+    /// The provider's content filter refused the prompt.
+    ContentFiltered,
+}
+
+impl FallbackClass {
+    /// Every class, in the order the documentation lists them.
+    pub const ALL: [Self; 5] = [
+        Self::Unavailable,
+        Self::Timeout,
+        Self::RateLimited,
+        Self::ContextLengthExceeded,
+        Self::ContentFiltered,
+    ];
+
+    /// The name used in resources and in the compiled configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::RateLimited => "rate-limited",
+            Self::ContextLengthExceeded => "context-length-exceeded",
+            Self::ContentFiltered => "content-filtered",
+        }
+    }
+}
+
+impl std::str::FromStr for FallbackClass {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown error class {s:?}; expected one of {}", names.join(", "))
+        })
+    }
+}
 
 /// One IP token serving one model.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -149,7 +195,7 @@ struct ModelEntry {
     upstream: String,
     prices: Option<PricesMicros>,
     fallbacks: Vec<String>,
-    fallback_on: Vec<String>,
+    fallback_on: Vec<FallbackClass>,
     timeouts: Option<ModelTimeouts>,
 }
 
@@ -237,15 +283,11 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
                     }
                 },
             };
+            let mut fallback_on = Vec::with_capacity(model.fallback_on.len());
             for (j, class) in model.fallback_on.iter().enumerate() {
-                if !FALLBACK_CLASSES.contains(&class.as_str()) {
-                    err(
-                        &format!("{path}.fallbackOn[{j}]"),
-                        format!(
-                            "unknown error class {class:?}; expected one of {}",
-                            FALLBACK_CLASSES.join(", ")
-                        ),
-                    );
+                match class.parse::<FallbackClass>() {
+                    Ok(class) => fallback_on.push(class),
+                    Err(message) => err(&format!("{path}.fallbackOn[{j}]"), message),
                 }
             }
             if let Some(t) = model.timeouts {
@@ -266,7 +308,7 @@ pub fn compile(resources: &[Resource]) -> Result<DataPlaneConfig, Vec<CompileErr
                 upstream,
                 prices,
                 fallbacks: model.fallbacks.clone(),
-                fallback_on: model.fallback_on.clone(),
+                fallback_on,
                 timeouts: model.timeouts,
             });
         }
@@ -399,10 +441,13 @@ fn compile_budgets(budgets: &[&Budget], errors: &mut Vec<CompileError>) -> Vec<B
             err("spec.period", e);
             BudgetPeriod::Total
         });
-        let time_zone = spec.time_zone.clone().unwrap_or_else(|| "UTC".to_owned());
-        if time_zone.parse::<chrono_tz::Tz>().is_err() {
-            err("spec.timeZone", format!("{time_zone:?} is not an IANA time zone (like Europe/Berlin)"));
-        }
+        let time_zone = match spec.time_zone.as_deref() {
+            None => chrono_tz::UTC,
+            Some(zone) => zone.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                err("spec.timeZone", format!("{zone:?} is not an IANA time zone (like Europe/Berlin)"));
+                chrono_tz::UTC
+            }),
+        };
         let mut thresholds = spec.alert_thresholds.clone();
         for (i, t) in thresholds.iter().enumerate() {
             if *t == 0 || *t > 1000 {
@@ -643,6 +688,93 @@ spec: {subject: {kind: developer, name: alice}, limit: "5", period: 6h, parent: 
         let cyclic = BUDGETS.replace("period: monthly,", "period: monthly, parent: alice,");
         let errors = compile_yaml(&cyclic).unwrap_err();
         assert!(errors.iter().any(|e| e.message.contains("loops")), "{errors:?}");
+    }
+
+    #[test]
+    fn time_zones_compile_to_zones_and_serialise_as_their_iana_names() {
+        let c = compile_yaml(BUDGETS).unwrap();
+        let org = &c.budgets[1];
+        assert_eq!(org.time_zone, chrono_tz::Europe::Berlin);
+        assert_eq!(c.budgets[0].time_zone, chrono_tz::UTC, "no timeZone means UTC");
+        // The JSON contract (ConfigMap, published_config) is the IANA string, and reads back.
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["budgets"][1]["timeZone"], "Europe/Berlin");
+        assert_eq!(json["budgets"][0]["timeZone"], "UTC");
+        let back: DataPlaneConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.content_hash(), c.hash);
+        // A link name stays the name it was given.
+        let linked = compile_yaml(&BUDGETS.replace("Europe/Berlin", "US/Eastern")).unwrap();
+        assert_eq!(serde_json::to_value(&linked).unwrap()["budgets"][1]["timeZone"], "US/Eastern");
+    }
+
+    #[test]
+    fn a_published_document_with_an_unknown_zone_does_not_load() {
+        let c = compile_yaml(BUDGETS).unwrap();
+        let json = serde_json::to_string(&c).unwrap().replace("Europe/Berlin", "Mars/Olympus");
+        let err = serde_json::from_str::<DataPlaneConfig>(&json).unwrap_err();
+        assert!(err.to_string().contains("Mars/Olympus"), "{err}");
+    }
+
+    const FALLBACKS: &str = r#"
+apiVersion: tollgate.dev/v1alpha1
+kind: IPToken
+metadata: {name: m}
+spec:
+  provider: mock
+  models:
+    - {name: big, fallbacks: [small], fallbackOn: [context-length-exceeded, timeout]}
+    - {name: small}
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: IPToken
+metadata: {name: n}
+spec:
+  provider: mock
+  models: [{name: big, fallbackOn: [timeout, content-filtered]}]
+"#;
+
+    #[test]
+    fn fallback_classes_compile_to_their_union_in_order() {
+        let c = compile_yaml(FALLBACKS).unwrap();
+        assert_eq!(
+            c.models["big"].fallback_on,
+            vec![
+                FallbackClass::ContextLengthExceeded,
+                FallbackClass::Timeout,
+                FallbackClass::ContentFiltered
+            ]
+        );
+        assert!(c.models["small"].fallback_on.is_empty());
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json["models"]["big"]["fallbackOn"],
+            serde_json::json!(["context-length-exceeded", "timeout", "content-filtered"])
+        );
+        assert_eq!(serde_json::from_value::<DataPlaneConfig>(json).unwrap(), c);
+    }
+
+    #[test]
+    fn an_unknown_fallback_class_is_an_error_at_its_path() {
+        let errors =
+            compile_yaml(&FALLBACKS.replace("[timeout, content-filtered]", "[timeout, rate_limited]"))
+                .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].resource.as_str(), errors[0].path.as_str()),
+            ("IPToken/default/n", "spec.models[0].fallbackOn[1]")
+        );
+        assert!(errors[0].message.contains("\"rate_limited\"") && errors[0].message.contains("rate-limited"));
+    }
+
+    #[test]
+    fn fallback_class_names_match_serde_and_the_resource_schema() {
+        let schema = serde_json::to_string(&schemars::schema_for!(crate::iptoken::ModelSpec)).unwrap();
+        for class in FallbackClass::ALL {
+            assert_eq!(serde_json::to_value(class).unwrap(), class.as_str());
+            assert_eq!(class.as_str().parse::<FallbackClass>(), Ok(class));
+            assert!(schema.contains(class.as_str()), "{} missing from the CRD's pattern", class.as_str());
+        }
     }
 
     #[test]

@@ -64,10 +64,9 @@ pub fn period_of(b: &BudgetConfig) -> Period {
 
 /// The counter key of a budget's current window.
 pub fn key_for(b: &BudgetConfig, now_ms: i64) -> BudgetKey {
-    let tz = b.time_zone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
     BudgetKey {
         id: b.id.clone(),
-        window: window_at(period_of(b), tz, now_ms),
+        window: window_at(period_of(b), b.time_zone, now_ms),
         limit_micros: b.limit_micros,
         hard: b.hard,
     }

@@ -8,6 +8,7 @@
 //! its last good one).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tollgate_crds::DataPlaneConfig;
 
@@ -32,8 +33,61 @@ pub enum Outcome {
     /// A new configuration (its hash) is in force.
     Applied(Source, String),
     /// A new configuration was refused (why); the previous one stays.
-    Refused(Source, String),
+    Refused(Source, SyncError),
 }
+
+/// Why a configuration was not put in force. Causes sit behind `Arc` so an [`Outcome`] can
+/// be kept and compared (a refusal is logged once per reason).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    /// The mounted file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Arc<std::io::Error>,
+    },
+    /// The mounted file is not a configuration document.
+    #[error("{} is not a DataPlaneConfig: {source}", path.display())]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// Where and why it does not parse.
+        source: Arc<serde_json::Error>,
+    },
+    /// The database's copy cannot be read (a passing database error).
+    #[error("cannot read the published configuration: {0}")]
+    ReadPublished(#[source] Arc<crate::Error>),
+    /// The database's copy is not a configuration document.
+    #[error("the published configuration does not parse: {0}")]
+    ParsePublished(#[source] Arc<serde_json::Error>),
+    /// The database's copy does not hash to what it was published as.
+    #[error(
+        "the published configuration is not whole: published as {published}, labelled {labelled}, content {content}"
+    )]
+    NotWhole {
+        /// The hash it was published under.
+        published: String,
+        /// The hash the document says it has.
+        labelled: String,
+        /// The hash of its content.
+        content: String,
+    },
+    /// The document is whole but the gateway cannot serve it (a secret is missing, say).
+    #[error("{0}")]
+    Apply(#[source] Arc<crate::Error>),
+}
+
+/// NB: two refusals are the same when they say the same thing; that is what decides whether
+/// a refusal is logged again.
+impl PartialEq for SyncError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other) && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for SyncError {}
 
 /// Keeps a gateway's configuration in step with what the operator published.
 #[derive(Debug)]
@@ -50,21 +104,20 @@ pub struct ConfigSync {
 }
 
 /// Reads and parses a configuration file.
-pub fn read_file(path: &Path) -> Result<DataPlaneConfig, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{} is not a DataPlaneConfig: {e}", path.display()))
+pub fn read_file(path: &Path) -> Result<DataPlaneConfig, SyncError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SyncError::ReadFile { path: path.to_owned(), source: Arc::new(e) })?;
+    serde_json::from_str(&text)
+        .map_err(|e| SyncError::ParseFile { path: path.to_owned(), source: Arc::new(e) })
 }
 
 /// Parses a published document and checks it is whole: its content hashes to `hash`.
-pub fn verify(hash: &str, json: &str) -> Result<DataPlaneConfig, String> {
+pub fn verify(hash: &str, json: &str) -> Result<DataPlaneConfig, SyncError> {
     let config: DataPlaneConfig =
-        serde_json::from_str(json).map_err(|e| format!("the published configuration does not parse: {e}"))?;
+        serde_json::from_str(json).map_err(|e| SyncError::ParsePublished(Arc::new(e)))?;
     let content = config.content_hash();
     if config.hash != hash || content != hash {
-        return Err(format!(
-            "the published configuration is not whole: published as {hash}, labelled {}, content {content}",
-            config.hash
-        ));
+        return Err(SyncError::NotWhole { published: hash.to_owned(), labelled: config.hash, content });
     }
     Ok(config)
 }
@@ -106,14 +159,12 @@ impl ConfigSync {
             Ok(None) => return self.sync_file(),
             // A passing database error: try again next round (nothing is remembered).
             Err(e) => {
-                return Outcome::Refused(
-                    Source::Database,
-                    format!("cannot read the published configuration: {e}"),
-                );
+                return Outcome::Refused(Source::Database, SyncError::ReadPublished(Arc::new(e)));
             }
         };
-        let applied = verify(&hash, &json)
-            .and_then(|config| self.gateway.apply_config(config, &self.secrets).map_err(|e| e.to_string()));
+        let applied = verify(&hash, &json).and_then(|config| {
+            self.gateway.apply_config(config, &self.secrets).map_err(|e| SyncError::Apply(Arc::new(e)))
+        });
         match applied {
             Ok(()) => {
                 self.refused = None;
@@ -164,7 +215,7 @@ impl ConfigSync {
         let hash = config.hash.clone();
         match self.gateway.apply_config(config, &self.secrets) {
             Ok(()) => Outcome::Applied(Source::File, hash),
-            Err(e) => Outcome::Refused(Source::File, e.to_string()),
+            Err(e) => Outcome::Refused(Source::File, SyncError::Apply(Arc::new(e))),
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use tollgate_crds::DataPlaneConfig;
-use tollgate_dataplane::config_sync::{ConfigSync, Outcome, Source, verify};
+use tollgate_dataplane::config_sync::{ConfigSync, Outcome, Source, SyncError, verify};
 use tollgate_dataplane::secrets::SecretSource;
 use tollgate_dataplane::store::Store;
 use tollgate_testkit::{ScratchDb, TestGateway, config};
@@ -53,12 +53,11 @@ async fn follows_the_database_then_the_file_and_never_a_broken_document() {
     let mut forged = c.clone();
     forged.hash = "0".repeat(64);
     store.publish_config(&forged.hash, &serde_json::to_string(&forged).unwrap(), 2).await.unwrap();
-    assert!(
-        matches!(sync.sync_once().await, Outcome::Refused(Source::Database, why) if why.contains("not whole"))
-    );
+    assert!(matches!(sync.sync_once().await, Outcome::Refused(Source::Database, SyncError::NotWhole { .. })));
     assert_eq!(sync.sync_once().await, Outcome::Unchanged(Source::Database), "not fetched again");
     assert_eq!(t.gateway.config_hash(), b.hash);
-    assert!(verify(&c.hash, &serde_json::to_string(&b).unwrap()).is_err());
+    assert!(matches!(verify(&c.hash, &serde_json::to_string(&b).unwrap()), Err(SyncError::NotWhole { .. })));
+    assert!(matches!(verify(&c.hash, "{\"hash\": 1}"), Err(SyncError::ParsePublished(_))));
 
     // The database unreadable: the newer configuration stays, the file does not roll it back.
     publish(&store, &c).await;

@@ -18,10 +18,56 @@ use tollgate_dataplane::now_ms;
 use tollgate_dataplane::store::Store;
 
 use crate::api::ControlPlane;
+use crate::error::Error;
 use crate::store::sql::{DAY_MS, HOUR_MS, JobStatus};
 
 /// What a job does; `Ok` carries a line for the log.
-pub type JobFn = Arc<dyn Fn(ControlPlane) -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+pub type JobFn = Arc<dyn Fn(ControlPlane) -> BoxFuture<'static, Result<String, JobError>> + Send + Sync>;
+
+/// Why a run of a job failed: the step, and what it ran into. Its text is the job's
+/// `lastError` in `GET /api/v1/scheduler/jobs`.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The scheduler's own records (last success of a job) cannot be read.
+    #[error("reading the job records: {0}")]
+    JobRecords(#[source] Error),
+    /// Rolling the ledger up into `granularity` buckets failed.
+    #[error("rolling up usage by {granularity}: {source}")]
+    Rollup {
+        /// `hour` or `day`.
+        granularity: &'static str,
+        /// What failed.
+        source: Error,
+    },
+    /// The virtual keys cannot be listed.
+    #[error("listing the virtual keys: {0}")]
+    ListKeys(#[source] tollgate_dataplane::Error),
+    /// An expired key cannot be revoked.
+    #[error("revoking expired key {id}: {source}")]
+    RevokeKey {
+        /// The key's id.
+        id: String,
+        /// What failed.
+        source: tollgate_dataplane::Error,
+    },
+    /// Old ledger rows cannot be deleted.
+    #[error("pruning the usage ledger: {0}")]
+    PruneLedger(#[source] Error),
+    /// Old safety findings cannot be deleted.
+    #[error("pruning safety findings: {0}")]
+    PruneFindings(#[source] tollgate_dataplane::Error),
+    /// A budget's counters cannot be read.
+    #[error("reading the counters of budget {budget}: {source}")]
+    BudgetCounters {
+        /// The budget's id.
+        budget: String,
+        /// What failed.
+        source: tollgate_dataplane::cost::CostError,
+    },
+    /// The job panicked (a bug); the scheduler carries on.
+    #[error("the job panicked: {0}")]
+    Panicked(#[source] tokio::task::JoinError),
+}
 
 /// One job.
 #[derive(Clone)]
@@ -55,7 +101,7 @@ pub fn backoff(failures: u32, every: Duration) -> Duration {
 fn job(
     name: &'static str,
     every: Duration,
-    f: fn(ControlPlane) -> BoxFuture<'static, Result<String, String>>,
+    f: fn(ControlPlane) -> BoxFuture<'static, Result<String, JobError>>,
 ) -> Job {
     Job { name, every, run: Arc::new(f) }
 }
@@ -78,27 +124,32 @@ pub fn standard_jobs(rollup_every: Duration, retention: Duration) -> Vec<Job> {
 /// Recomputes the hourly and daily rollups that can have changed: everything on the first
 /// run, then the buckets since two hours before the last success (late ledger writes land
 /// in them).
-async fn rollups(cp: ControlPlane) -> Result<String, String> {
+async fn rollups(cp: ControlPlane) -> Result<String, JobError> {
     let now = now_ms();
     let last =
-        cp.sql.jobs().await.map_err(|e| e.to_string())?.into_iter().find(|j| j.name == "usage-rollups");
+        cp.sql.jobs().await.map_err(JobError::JobRecords)?.into_iter().find(|j| j.name == "usage-rollups");
     let from = match last.and_then(|j| j.last_success_ms) {
         Some(t) => t - 2 * HOUR_MS,
         None => 0,
     };
-    let hours = cp.sql.rollup("hour", from, now + HOUR_MS).await.map_err(|e| e.to_string())?;
-    let days = cp.sql.rollup("day", from - DAY_MS, now + DAY_MS).await.map_err(|e| e.to_string())?;
+    let rollup = |granularity| move |source| JobError::Rollup { granularity, source };
+    let hours = cp.sql.rollup("hour", from, now + HOUR_MS).await.map_err(rollup("hour"))?;
+    let days = cp.sql.rollup("day", from - DAY_MS, now + DAY_MS).await.map_err(rollup("day"))?;
     Ok(format!("{hours} hourly and {days} daily groups"))
 }
 
 /// Revokes keys past their expiry (they are refused already; this makes lists and the
 /// audit log say so) and drops them from the key cache.
-async fn key_expiry(cp: ControlPlane) -> Result<String, String> {
+async fn key_expiry(cp: ControlPlane) -> Result<String, JobError> {
     let now = now_ms();
-    let keys = cp.gateway.keys().list().await.map_err(|e| e.to_string())?;
+    let keys = cp.gateway.keys().list().await.map_err(JobError::ListKeys)?;
     let mut n = 0;
     for k in keys.iter().filter(|k| k.revoked_at_ms.is_none() && k.expires_at_ms.is_some_and(|e| e <= now)) {
-        cp.gateway.keys().revoke(&k.id, now).await.map_err(|e| e.to_string())?;
+        cp.gateway
+            .keys()
+            .revoke(&k.id, now)
+            .await
+            .map_err(|source| JobError::RevokeKey { id: k.id.clone(), source })?;
         let _ = cp.sql.audit("scheduler", "expire-key", &format!("key {}", k.id), None, None, now).await;
         n += 1;
     }
@@ -107,30 +158,33 @@ async fn key_expiry(cp: ControlPlane) -> Result<String, String> {
 
 /// Deletes ledger rows older than the retention, but never newer than what the rollups
 /// cover, and safety findings older than the retention.
-async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, String> {
-    let jobs = cp.sql.jobs().await.map_err(|e| e.to_string())?;
+async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, JobError> {
+    let jobs = cp.sql.jobs().await.map_err(JobError::JobRecords)?;
     let Some(rolled) = jobs.iter().find(|j| j.name == "usage-rollups").and_then(|j| j.last_success_ms) else {
         return Ok("nothing rolled up yet; nothing pruned".to_owned());
     };
     let cutoff = (now_ms().saturating_sub(retention_ms)).min(rolled - DAY_MS);
     let cutoff = cutoff.div_euclid(DAY_MS) * DAY_MS;
-    let n = cp.sql.prune_ledger(cutoff).await.map_err(|e| e.to_string())?;
-    let findings =
-        cp.store.prune_findings(now_ms().saturating_sub(retention_ms)).await.map_err(|e| e.to_string())?;
+    let n = cp.sql.prune_ledger(cutoff).await.map_err(JobError::PruneLedger)?;
+    let findings = cp
+        .store
+        .prune_findings(now_ms().saturating_sub(retention_ms))
+        .await
+        .map_err(JobError::PruneFindings)?;
     Ok(format!("{n} ledger rows before {cutoff} and {findings} safety findings pruned"))
 }
 
 /// Publishes every budget's remaining amount as a metric (the gateway's counters are the
 /// truth; in Kubernetes the operator also writes Budget.status).
-async fn budget_status(cp: ControlPlane) -> Result<String, String> {
+async fn budget_status(cp: ControlPlane) -> Result<String, JobError> {
     let shared = cp.gateway.shared();
     let runtime = shared.runtime.load_full();
     let budgets = &runtime.config.budgets;
     let now = now_ms();
-    for i in 0..budgets.len() {
+    for (i, budget) in budgets.iter().enumerate() {
         if let Some(s) = tollgate_dataplane::budget::status(&shared.counters, budgets, i, now)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|source| JobError::BudgetCounters { budget: budget.id.clone(), source })?
         {
             let remaining = i64::try_from(s.limit_micros).unwrap_or(i64::MAX)
                 - i64::try_from(s.spent_micros).unwrap_or(i64::MAX);
@@ -150,7 +204,7 @@ pub async fn run_once(cp: &ControlPlane, job: &Job, status: &mut JobStatus) -> b
     let fut = (job.run)(cp.clone());
     let result = match tokio::spawn(fut).await {
         Ok(r) => r,
-        Err(e) => Err(format!("the job panicked: {e}")),
+        Err(e) => Err(JobError::Panicked(e)),
     };
     match result {
         Ok(line) => {
@@ -162,7 +216,7 @@ pub async fn run_once(cp: &ControlPlane, job: &Job, status: &mut JobStatus) -> b
         Err(e) => {
             tracing::warn!(job = job.name, error = %e, "scheduler job failed; retrying with backoff");
             status.failures += 1;
-            status.last_error = Some(e);
+            status.last_error = Some(e.to_string());
             false
         }
     }

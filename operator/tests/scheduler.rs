@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_dataplane::store::Store;
 use tollgate_operator::ControlPlane;
-use tollgate_operator::scheduler::{Job, run};
+use tollgate_operator::scheduler::{Job, JobError, run};
 use tollgate_testkit::{ScratchDb, TestGateway};
 
 async fn control_plane(store: Store) -> ControlPlane {
@@ -25,7 +25,12 @@ fn counting(name: &'static str, counter: Arc<AtomicUsize>, fail: bool) -> Job {
             let counter = Arc::clone(&counter);
             Box::pin(async move {
                 counter.fetch_add(1, Ordering::SeqCst);
-                if fail { Err("the upstream is down".to_owned()) } else { Ok("done".to_owned()) }
+                if fail {
+                    let down = std::io::Error::other("the upstream is down");
+                    Err(JobError::ListKeys(tollgate_dataplane::Error::Io(down)))
+                } else {
+                    Ok("done".to_owned())
+                }
             })
         }),
     }
@@ -65,7 +70,7 @@ async fn a_failing_job_does_not_stop_the_others() {
     let (g, b, p) = (find("good"), find("bad"), find("panics"));
     assert_eq!((g.failures, g.last_error.as_deref()), (0, None));
     assert!(g.last_success_ms.is_some() && g.next_run_ms > g.last_run_ms);
-    assert_eq!(b.last_error.as_deref(), Some("the upstream is down"));
+    assert_eq!(b.last_error.as_deref(), Some("listing the virtual keys: I/O: the upstream is down"));
     assert!(b.failures >= 1 && b.last_success_ms.is_none());
     assert!(p.last_error.as_deref().unwrap().contains("panicked"), "{p:?}");
     // Backoff: the failing job ran far fewer times than the healthy one (1 s, 2 s, ...).

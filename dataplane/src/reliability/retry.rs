@@ -100,6 +100,21 @@ pub enum ErrorClass {
     Client,
 }
 
+impl From<tollgate_crds::config::FallbackClass> for ErrorClass {
+    /// The failure a configured `fallbackOn` class names. NB: exhaustive, so a class added
+    /// to the configuration does not compile until it is mapped here.
+    fn from(class: tollgate_crds::config::FallbackClass) -> Self {
+        use tollgate_crds::config::FallbackClass as F;
+        match class {
+            F::Unavailable => Self::Unavailable,
+            F::Timeout => Self::Timeout,
+            F::RateLimited => Self::RateLimited,
+            F::ContextLengthExceeded => Self::ContextLengthExceeded,
+            F::ContentFiltered => Self::ContentFiltered,
+        }
+    }
+}
+
 impl ErrorClass {
     /// Whether another attempt at the same model may succeed.
     pub fn retryable(self) -> bool {

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tollgate_crds::budget::OnExhausted;
-use tollgate_crds::config::{BudgetConfig, ModelRoute, PricesMicros, RouteTarget};
+use tollgate_crds::config::{BudgetConfig, FallbackClass, ModelRoute, PricesMicros, RouteTarget};
 use tollgate_crds::iptoken::ModelKind;
 use tollgate_crds::money::format_usd;
 
@@ -526,21 +526,11 @@ fn set_model(value: &mut Value, model: &str) {
 }
 
 /// The error classes a route falls back on (`fallbackOn`), defaulting to the retryable ones.
-fn fallback_classes(names: &[String]) -> Vec<ErrorClass> {
-    if names.is_empty() {
+fn fallback_classes(classes: &[FallbackClass]) -> Vec<ErrorClass> {
+    if classes.is_empty() {
         return vec![ErrorClass::Unavailable, ErrorClass::Timeout, ErrorClass::RateLimited];
     }
-    names
-        .iter()
-        .filter_map(|n| match n.as_str() {
-            "unavailable" => Some(ErrorClass::Unavailable),
-            "timeout" => Some(ErrorClass::Timeout),
-            "rate-limited" => Some(ErrorClass::RateLimited),
-            "context-length-exceeded" => Some(ErrorClass::ContextLengthExceeded),
-            "content-filtered" => Some(ErrorClass::ContentFiltered),
-            _ => None,
-        })
-        .collect()
+    classes.iter().map(|&c| ErrorClass::from(c)).collect()
 }
 
 /// The timeouts of a model: its own, else the gateway's.
