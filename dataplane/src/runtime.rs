@@ -18,7 +18,7 @@ use tollgate_crds::status::reason;
 use crate::budget::BudgetIndex;
 use crate::error::{Error, Result};
 use crate::providers::Upstream;
-use crate::secrets::{SecretSource, SecretString};
+use crate::secrets::{ExposeSecret, SecretSource, SecretString};
 
 /// Why an IP token of the configuration is not served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ pub fn keys_fingerprint(config: &DataPlaneConfig, secrets: &SecretSource) -> Str
         match resolve_key(token, secrets) {
             Ok(Some(k)) => {
                 h.update([1]);
-                h.update(k.expose().as_bytes());
+                h.update(k.expose_secret().as_bytes());
             }
             Ok(None) => h.update([2]),
             Err(_) => h.update([3]),

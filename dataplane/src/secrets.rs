@@ -8,33 +8,41 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use secrecy::ExposeSecret;
 use tollgate_crds::iptoken::SecretRef;
 
 use crate::error::{Error, Result};
 
-/// A secret value. `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
+/// A secret value, held by the `secrecy` crate: zeroed when dropped, read only through
+/// [`ExposeSecret::expose_secret`] (greppable: the one place that sends it is an upstream
+/// request header), no `Display`, no `Serialize`. `Debug` prints `[redacted]`, the word
+/// [`mask_secret`] writes.
+///
+/// NB: a newtype rather than `secrecy::SecretString` itself only to keep `new(String)`:
+/// secrecy's `new` takes a `Box<str>`, and the operator's store builds these from `String`s.
+#[derive(Clone)]
+pub struct SecretString(secrecy::SecretString);
 
 impl SecretString {
     /// Wraps a value.
     pub fn new(value: String) -> Self {
-        Self(value)
+        Self(value.into())
     }
+}
 
-    /// The value, for the one place that must send it (an upstream request header).
-    pub fn expose(&self) -> &str {
-        &self.0
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl ExposeSecret<str> for SecretString {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
     }
 }
 
 impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
@@ -187,7 +195,32 @@ mod tests {
     #[test]
     fn never_prints_the_value() {
         let s = SecretString::new("sk-very-secret".into());
-        assert_eq!(format!("{s} {s:?}"), "[redacted] [redacted]");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        let source = SecretSource::from_map(BTreeMap::from([(
+            "openai".to_owned(),
+            BTreeMap::from([("api-key".to_owned(), s.clone())]),
+        )]));
+        assert!(!format!("{source:?}").contains("sk-very-secret"));
+        assert_eq!(s.expose_secret(), "sk-very-secret");
+        // No `Display`: `format!("{s}")` does not compile. Checked here by autoref
+        // specialisation, which picks the `Display` arm only if the impl exists.
+        use std::marker::PhantomData;
+        struct Probe<T>(PhantomData<T>);
+        trait ViaDisplay {
+            fn displays(&self) -> bool {
+                true
+            }
+        }
+        impl<T: fmt::Display> ViaDisplay for Probe<T> {}
+        trait ViaAnything {
+            fn displays(&self) -> bool {
+                false
+            }
+        }
+        impl<T> ViaAnything for &Probe<T> {}
+        let (secret, text) = (&Probe::<SecretString>(PhantomData), &Probe::<&str>(PhantomData));
+        assert!(!secret.displays());
+        assert!(text.displays());
     }
 
     #[test]

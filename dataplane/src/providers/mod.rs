@@ -21,7 +21,7 @@ use tollgate_crds::config::IpTokenConfig;
 use tower::ServiceExt;
 
 use crate::error::{Error, Result};
-use crate::secrets::SecretString;
+use crate::secrets::{ExposeSecret, SecretString};
 
 /// The two wire formats upstreams speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,10 +91,10 @@ impl Provider {
     fn auth_header(self, key: &SecretString) -> Result<(HeaderName, HeaderValue)> {
         let (name, value) = match self {
             Self::OpenAi | Self::OpenAiCompatible | Self::Mock => {
-                (http::header::AUTHORIZATION, format!("Bearer {}", key.expose()))
+                (http::header::AUTHORIZATION, format!("Bearer {}", key.expose_secret()))
             }
-            Self::AzureOpenAi => (HeaderName::from_static("api-key"), key.expose().to_owned()),
-            Self::Anthropic => (HeaderName::from_static("x-api-key"), key.expose().to_owned()),
+            Self::AzureOpenAi => (HeaderName::from_static("api-key"), key.expose_secret().to_owned()),
+            Self::Anthropic => (HeaderName::from_static("x-api-key"), key.expose_secret().to_owned()),
         };
         let mut value = HeaderValue::from_str(&value)
             .map_err(|_| Error::Config("provider key contains characters not allowed in a header".into()))?;
@@ -195,7 +195,7 @@ impl Upstream {
     /// or more) masked: for every upstream text that reaches a caller, a log or a span.
     pub fn mask<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         match &self.key {
-            Some(k) => crate::secrets::mask_secret(text, k.expose()),
+            Some(k) => crate::secrets::mask_secret(text, k.expose_secret()),
             None => std::borrow::Cow::Borrowed(text),
         }
     }
