@@ -133,8 +133,7 @@ impl Runtime {
                             since_ms: since(&token.id, why),
                         },
                     );
-                    // A keyless stand-in keeps indices aligned; it is never chosen.
-                    Upstream::new(token, None)?
+                    Upstream::stand_in(token)
                 }
             };
             upstreams.push(upstream);

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use tollgate_crds::ProviderKind;
 use tollgate_crds::config::IpTokenConfig;
 use tower::ServiceExt;
+use url::Url;
 
 use crate::error::{Error, Result};
 use crate::secrets::{ExposeSecret, SecretString};
@@ -102,41 +103,38 @@ impl Provider {
         Ok((name, value))
     }
 
-    /// Path (and query) under the base URL.
-    fn path(self, op: Operation, upstream_model: &str, api_version: Option<&str>) -> String {
-        match (self, op) {
-            (Self::Anthropic, _) => "/messages".to_owned(),
-            (Self::AzureOpenAi, op) => {
-                let leaf = match op {
-                    Operation::Chat => "chat/completions",
-                    Operation::Embeddings => "embeddings",
-                };
-                let deployment = encode_path_segment(upstream_model);
-                format!("/deployments/{deployment}/{leaf}?api-version={}", api_version.unwrap_or_default())
-            }
-            (Self::OpenAi | Self::OpenAiCompatible | Self::Mock, Operation::Chat) => {
-                "/chat/completions".to_owned()
-            }
-            (Self::OpenAi | Self::OpenAiCompatible | Self::Mock, Operation::Embeddings) => {
-                "/embeddings".to_owned()
-            }
+    /// The operation's URL under `base`: its path segments appended to the base's path
+    /// (each percent-encoded by `url`, so a deployment name cannot add a segment, a query or
+    /// a fragment), and Azure's `api-version` added to whatever query the base has.
+    fn url(self, base: &Url, op: Operation, upstream_model: &str, api_version: Option<&str>) -> Url {
+        let segments: &[&str] = match (self, op) {
+            (Self::Anthropic, _) => &["messages"],
+            (Self::AzureOpenAi, Operation::Chat) => &["deployments", upstream_model, "chat", "completions"],
+            (Self::AzureOpenAi, Operation::Embeddings) => &["deployments", upstream_model, "embeddings"],
+            (Self::OpenAi | Self::OpenAiCompatible | Self::Mock, Operation::Chat) => &["chat", "completions"],
+            (Self::OpenAi | Self::OpenAiCompatible | Self::Mock, Operation::Embeddings) => &["embeddings"],
+        };
+        let mut url = base.clone();
+        // NB: only a cannot-be-a-base URL (`mailto:x`) has no segments; `Upstream::new`
+        // accepts http(s) bases only.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
         }
+        if self == Self::AzureOpenAi {
+            url.query_pairs_mut().append_pair("api-version", api_version.unwrap_or_default());
+        }
+        url
     }
 }
 
-fn encode_path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+/// The base the in-process mock is addressed by: its routes are rooted at /v1 like the
+/// real providers'.
+const MOCK_BASE_URL: &str = "http://mock.invalid/v1";
 
 /// Where requests go.
 #[derive(Clone)]
 enum Endpoint {
-    Http { base_url: String },
+    Http { base_url: Url },
     InProcess(Router),
 }
 
@@ -172,7 +170,18 @@ impl Upstream {
         let provider = Provider::from_kind(config.provider);
         let base = config.base_url.clone().or_else(|| provider.default_base_url().map(str::to_owned));
         let endpoint = match (provider, base) {
-            (_, Some(base_url)) => Endpoint::Http { base_url },
+            (_, Some(base)) => {
+                let base_url = Url::parse(&base)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "IP token {}: base URL {base:?} is not an http(s) URL",
+                            config.id
+                        ))
+                    })?;
+                Endpoint::Http { base_url }
+            }
             (Provider::Mock, None) => Endpoint::InProcess(tollgate_mock_provider::router(Default::default())),
             (p, None) => {
                 return Err(Error::Config(format!("IP token {} ({p:?}) has no base URL", config.id)));
@@ -189,6 +198,23 @@ impl Upstream {
             forward_headers: config.forward_headers.clone(),
             key,
         })
+    }
+
+    /// What stands in the list for an IP token that is out of service, so indices stay
+    /// aligned: no key, and an in-process endpoint that answers 404 to everything. It is
+    /// never chosen.
+    pub fn stand_in(config: &IpTokenConfig) -> Self {
+        let provider = Provider::from_kind(config.provider);
+        Self {
+            id: config.id.clone(),
+            provider,
+            kind: config.provider,
+            endpoint: Endpoint::InProcess(Router::new()),
+            auth: None,
+            api_version: config.api_version.clone(),
+            forward_headers: Vec::new(),
+            key: None,
+        }
     }
 
     /// `text` from the provider with this upstream's key (and any prefix of it of 8 bytes
@@ -208,11 +234,9 @@ impl Upstream {
     /// The upstream's host (for traces; never a credential).
     pub fn server_address(&self) -> &str {
         match &self.endpoint {
+            // An IPv6 address without its brackets, as OpenTelemetry's `server.address`.
             Endpoint::Http { base_url } => {
-                let rest = base_url.split_once("://").map_or(base_url.as_str(), |(_, r)| r);
-                let host_port = rest.split('/').next().unwrap_or(rest);
-                let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, h)| h);
-                host_port.split(':').next().unwrap_or(host_port)
+                base_url.host_str().map_or("", |h| h.trim_start_matches('[').trim_end_matches(']'))
             }
             Endpoint::InProcess(_) => "in-process",
         }
@@ -230,15 +254,20 @@ impl Upstream {
         upstream_model: &str,
         body: Bytes,
         caller_headers: &HeaderMap,
-    ) -> Result<Request<Body>, http::Error> {
-        let path = self.provider.path(op, upstream_model, self.api_version.as_deref());
-        let uri = match &self.endpoint {
-            Endpoint::Http { base_url } => format!("{base_url}{path}"),
-            Endpoint::InProcess(_) => format!("http://mock.invalid/v1{path}"),
+    ) -> Result<Request<Body>> {
+        let mock;
+        let base = match &self.endpoint {
+            Endpoint::Http { base_url } => base_url,
+            Endpoint::InProcess(_) => {
+                mock =
+                    Url::parse(MOCK_BASE_URL).map_err(|e| Error::Config(format!("{MOCK_BASE_URL}: {e}")))?;
+                &mock
+            }
         };
+        let url = self.provider.url(base, op, upstream_model, self.api_version.as_deref());
         let mut builder = Request::builder()
             .method(Method::POST)
-            .uri(uri)
+            .uri(url.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, text/event-stream");
         if let Some((name, value)) = &self.auth {
@@ -255,7 +284,7 @@ impl Upstream {
                 }
             }
         }
-        builder.body(Body::from(body))
+        builder.body(Body::from(body)).map_err(|e| Error::Config(format!("upstream request: {e}")))
     }
 }
 
@@ -382,13 +411,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_per_provider() {
-        assert_eq!(Provider::OpenAi.path(Operation::Chat, "m", None), "/chat/completions");
-        assert_eq!(Provider::Anthropic.path(Operation::Chat, "m", None), "/messages");
+    fn urls_per_provider() {
+        let url = |p: Provider, op, base: &str, model, version| {
+            p.url(&Url::parse(base).unwrap(), op, model, version).to_string()
+        };
+        let v1 = "https://api.openai.com/v1";
+        assert_eq!(url(Provider::OpenAi, Operation::Chat, v1, "m", None), format!("{v1}/chat/completions"));
+        assert_eq!(url(Provider::OpenAi, Operation::Embeddings, v1, "m", None), format!("{v1}/embeddings"));
         assert_eq!(
-            Provider::AzureOpenAi.path(Operation::Embeddings, "my dep", Some("2024-10-21")),
-            "/deployments/my%20dep/embeddings?api-version=2024-10-21"
+            url(Provider::Anthropic, Operation::Chat, "https://api.anthropic.com/v1", "m", None),
+            "https://api.anthropic.com/v1/messages"
         );
+        // A trailing slash, a bare host: one slash between base and path.
+        assert_eq!(
+            url(Provider::OpenAiCompatible, Operation::Chat, "http://vllm:8000/v1/", "m", None),
+            "http://vllm:8000/v1/chat/completions"
+        );
+        assert_eq!(
+            url(Provider::Mock, Operation::Chat, "http://[::1]:9", "m", None),
+            "http://[::1]:9/chat/completions"
+        );
+        let azure = "https://x.openai.azure.com/openai";
+        assert_eq!(
+            url(Provider::AzureOpenAi, Operation::Embeddings, azure, "my dep", Some("2024-10-21")),
+            format!("{azure}/deployments/my%20dep/embeddings?api-version=2024-10-21")
+        );
+        // A deployment name stays one segment: `/`, `?`, `#` and `%` are encoded.
+        assert_eq!(
+            url(Provider::AzureOpenAi, Operation::Chat, azure, "a/b?c#d%e", Some("v 1&x")),
+            format!("{azure}/deployments/a%2Fb%3Fc%23d%25e/chat/completions?api-version=v+1%26x")
+        );
+        // A base with its own query keeps it.
+        assert_eq!(
+            url(Provider::AzureOpenAi, Operation::Chat, "https://h/openai?tenant=t", "d", Some("1")),
+            "https://h/openai/deployments/d/chat/completions?tenant=t&api-version=1"
+        );
+    }
+
+    #[test]
+    fn server_address_is_the_host() {
+        let upstream = |base: &str| {
+            let config = IpTokenConfig {
+                id: "ns/t".into(),
+                provider: ProviderKind::OpenaiCompatible,
+                base_url: Some(base.into()),
+                secret_ref: None,
+                api_version: None,
+                forward_headers: Vec::new(),
+                rpm: None,
+                tpm: None,
+            };
+            Upstream::new(&config, None)
+        };
+        for (base, host) in [
+            ("https://api.openai.com/v1", "api.openai.com"),
+            ("http://user:pw@vllm:8000/v1", "vllm"),
+            ("http://10.0.0.1:8000", "10.0.0.1"),
+            ("http://[::1]:8000/v1", "::1"),
+        ] {
+            assert_eq!(upstream(base).unwrap().server_address(), host, "{base}");
+        }
+        for bad in ["http://h:99999", "http://[::1", "ftp://h/x", "no scheme"] {
+            assert!(upstream(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
