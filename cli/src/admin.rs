@@ -182,31 +182,18 @@ pub fn print(output: Output, value: &Value, table: impl FnOnce() -> String) -> a
     Ok(())
 }
 
-/// Aligned columns with a header.
+/// Aligned columns with a header, two spaces apart, no borders. Widths are display widths
+/// (comfy-table measures with unicode-width), so a CJK value keeps the columns aligned.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_header(header.iter().copied());
     for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
+        t.add_row(r.iter().map(String::as_str));
     }
-    let line = |cells: Vec<String>| {
-        let mut s: String = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
-            .collect::<Vec<_>>()
-            .join("  ");
-        s.truncate(s.trim_end().len());
-        s + "\n"
-    };
-    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
-    for r in rows {
-        out.push_str(&line(r.clone()));
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
     }
-    out
+    t.lines().map(|line| line.trim_end().to_owned() + "\n").collect()
 }
 
 /// A string field of `v` at `pointer`, `-` when absent.
@@ -227,6 +214,33 @@ mod tests {
         let t =
             table(&["NAME", "SPENT"], &[vec!["a".into(), "1".into()], vec!["longer".into(), "22".into()]]);
         assert_eq!(t, "NAME    SPENT\na       1\nlonger  22\n");
+        assert_eq!(table(&["A", "B"], &[]), "A  B\n");
+    }
+
+    #[test]
+    fn wide_characters_keep_columns_aligned() {
+        use unicode_width::UnicodeWidthStr;
+        let t = table(
+            &["NAME", "PRINCIPAL", "ROLE"],
+            &[
+                vec!["東京チーム".into(), "ユーザー".into(), "admin".into()],
+                vec!["ascii".into(), "naïve-bob".into(), "viewer".into()],
+                vec!["😀x".into(), "-".into(), "-".into()],
+            ],
+        );
+        // Every column starts at the same display column on every line: 東京チーム is ten
+        // columns wide (five characters), 😀 two.
+        assert_eq!(
+            t,
+            "NAME        PRINCIPAL  ROLE\n\
+             東京チーム  ユーザー   admin\n\
+             ascii       naïve-bob  viewer\n\
+             😀x         -          -\n"
+        );
+        let starts = |line: &str, cell: &str| line.find(cell).map(|byte| line[..byte].width());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(starts(lines[1], "ユーザー"), starts(lines[0], "PRINCIPAL"));
+        assert_eq!(starts(lines[1], "admin"), starts(lines[0], "ROLE"));
     }
 
     #[test]
