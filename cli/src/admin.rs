@@ -185,13 +185,21 @@ pub fn print(output: Output, value: &Value, table: impl FnOnce() -> String) -> a
 /// Aligned columns with a header, two spaces apart, no borders. Widths are display widths
 /// (comfy-table measures with unicode-width), so a CJK value keeps the columns aligned.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_right_aligned(header, &[], rows)
+}
+
+/// [`table`] with the columns at indices `right` aligned right (amounts).
+pub fn table_right_aligned(header: &[&str], right: &[usize], rows: &[Vec<String>]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING).set_header(header.iter().copied());
     for r in rows {
         t.add_row(r.iter().map(String::as_str));
     }
-    for column in t.column_iter_mut() {
+    for (i, column) in t.column_iter_mut().enumerate() {
         column.set_padding((0, 2));
+        if right.contains(&i) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
     }
     t.lines().map(|line| line.trim_end().to_owned() + "\n").collect()
 }
@@ -215,6 +223,12 @@ mod tests {
             table(&["NAME", "SPENT"], &[vec!["a".into(), "1".into()], vec!["longer".into(), "22".into()]]);
         assert_eq!(t, "NAME    SPENT\na       1\nlonger  22\n");
         assert_eq!(table(&["A", "B"], &[]), "A  B\n");
+        let amounts = table_right_aligned(
+            &["NAME", "SPENT", "AT"],
+            &[1],
+            &[vec!["a".into(), "1.5".into(), "x".into()], vec!["b".into(), "1234".into(), "y".into()]],
+        );
+        assert_eq!(amounts, "NAME  SPENT  AT\na       1.5  x\nb      1234  y\n");
     }
 
     #[test]

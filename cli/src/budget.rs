@@ -33,15 +33,14 @@ pub enum BudgetCommand {
     },
 }
 
-fn row(b: &Value) -> String {
+fn row(b: &Value) -> Vec<String> {
     let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
     let subject = format!(
         "{}:{}",
         b.pointer("/subject/kind").and_then(Value::as_str).unwrap_or("?"),
         b.pointer("/subject/name").and_then(Value::as_str).unwrap_or("?")
     );
-    format!(
-        "{:<28} {:<22} {:<5} {:>14} {:>14} {:>14} {:>14}  {}",
+    vec![
         s("name"),
         subject,
         s("enforcement"),
@@ -49,8 +48,8 @@ fn row(b: &Value) -> String {
         s("spent"),
         s("reserved"),
         s("remaining"),
-        s("periodEnd")
-    )
+        s("periodEnd"),
+    ]
 }
 
 /// Runs a budget command.
@@ -69,12 +68,8 @@ pub async fn run(args: BudgetArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    println!(
-        "{:<28} {:<22} {:<5} {:>14} {:>14} {:>14} {:>14}  RESETS",
-        "NAME", "SUBJECT", "KIND", "LIMIT", "SPENT", "RESERVED", "REMAINING"
-    );
-    for b in &list {
-        println!("{}", row(b));
-    }
+    let header = ["NAME", "SUBJECT", "KIND", "LIMIT", "SPENT", "RESERVED", "REMAINING", "RESETS"];
+    let rows: Vec<Vec<String>> = list.iter().map(row).collect();
+    print!("{}", crate::admin::table_right_aligned(&header, &[3, 4, 5, 6], &rows));
     Ok(())
 }

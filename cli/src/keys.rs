@@ -122,11 +122,8 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             let v = call(&args, Method::GET, "/api/v1/keys", None).await?;
-            println!(
-                "{:<38} {:<10} {:<10} {:<20} {:<10} STATUS",
-                "ID", "PREFIX", "KIND", "PRINCIPAL", "ROLE"
-            );
             let now = tollgate_dataplane::now_ms();
+            let mut rows = Vec::new();
             for k in v.get("items").and_then(Value::as_array).into_iter().flatten() {
                 let s = |p: &str| k.pointer(p).and_then(Value::as_str).unwrap_or("-").to_owned();
                 let status = if k.get("revokedAtMs").is_some_and(|v| !v.is_null()) {
@@ -136,15 +133,17 @@ pub async fn run(args: KeysArgs) -> anyhow::Result<()> {
                 } else {
                     "active"
                 };
-                println!(
-                    "{:<38} {:<10} {:<10} {:<20} {:<10} {status}",
+                rows.push(vec![
                     s("/id"),
                     s("/displayPrefix"),
                     s("/principal/kind"),
                     s("/principal/name"),
-                    s("/principal/role")
-                );
+                    s("/principal/role"),
+                    status.to_owned(),
+                ]);
             }
+            let header = ["ID", "PREFIX", "KIND", "PRINCIPAL", "ROLE", "STATUS"];
+            print!("{}", crate::admin::table(&header, &rows));
         }
         KeysCommand::Revoke { id } => {
             call(&args, Method::DELETE, &format!("/api/v1/keys/{id}"), None).await?;
