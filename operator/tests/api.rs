@@ -617,7 +617,9 @@ both!(violations_breakers_and_model_choices_are_scoped, |app| Box::pin(async mov
         let (s, answer) = call(&app, Some("admin"), "GET", "/api/v1/safety/violations", None).await;
         assert_eq!(s, StatusCode::OK, "{answer}");
         v = answer;
-        if v["total"] == 2 {
+        // NB: the count and the page are two reads; the batch of findings may land between
+        // them, so wait until both see it.
+        if v["total"] == 2 && v["items"].as_array().is_some_and(|i| i.len() == 2) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
