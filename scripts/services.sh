@@ -37,14 +37,26 @@ pg_trusts_us() {
       -c 'select 1' >/dev/null 2>&1
 }
 
-pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -1; }
+# The newest PostgreSQL with a server binary, or nothing. NB: never fails (under
+# `set -e -o pipefail` a failing `ls` in a command substitution would end the script
+# silently on exactly the machine that needs the install).
+pg_version() {
+  local v
+  for v in $(ls /usr/lib/postgresql 2>/dev/null | sort -rV || true); do
+    if [ -x "/usr/lib/postgresql/$v/bin/postgres" ]; then
+      echo "$v"
+      return 0
+    fi
+  done
+}
 
 start_postgres() {
   local v
   v="$(pg_version)"
-  if [ -z "$v" ] || [ ! -x "/usr/lib/postgresql/$v/bin/postgres" ]; then
+  if [ -z "$v" ]; then
     apt_install postgresql
     v="$(pg_version)"
+    [ -n "$v" ] || fail "apt-get installed postgresql but no server binary is in /usr/lib/postgresql/*/bin"
   fi
   is_root || fail "PostgreSQL $v is installed but not serving 127.0.0.1:5432 with trust auth; as root run: bash scripts/services.sh"
   if [ ! -f "/etc/postgresql/$v/main/postgresql.conf" ]; then
