@@ -3,9 +3,7 @@ They reuse the black-box helpers of e2e/python (the built binaries, the mock pro
 start their own gateway per test with small timeouts, so each case takes seconds."""
 
 import importlib.util
-import secrets
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -37,20 +35,13 @@ spec:
 """
 
 
-class Gateway:
-    def __init__(self, url, admin_key, proc):
-        self.url = url
-        self.admin_key = admin_key
-        self.proc = proc
-        host, port = url.removeprefix("http://").split(":")
-        self.host, self.port = host, int(port)
+class Gateway(common.Tollgate):
+    """A running `tollgate up` (e2e/python's), with raw sockets and a chat call."""
 
-    def create_key(self, principal="alice") -> str:
-        r = httpx.post(self.url + "/api/v1/keys", headers={"authorization": f"Bearer {self.admin_key}"},
-                       json={"principal": {"kind": "developer", "name": principal, "role": "developer"},
-                             "models": []}, timeout=10)
-        assert r.status_code == 201, r.text
-        return r.json()["key"]
+    def __init__(self, t):
+        super().__init__(t.url, t.admin_key, t.proc, t.workdir)
+        host, port = t.url.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
 
     def chat(self, key, content="hello", headers=None, timeout=10.0, **extra):
         return httpx.post(self.url + "/v1/chat/completions",
@@ -59,31 +50,13 @@ class Gateway:
                           timeout=timeout)
 
     def connect(self, source="127.0.0.1") -> socket.socket:
-        s = socket.create_connection((self.host, self.port), timeout=10, source_address=(source, 0))
-        return s
+        return socket.create_connection((self.host, self.port), timeout=10, source_address=(source, 0))
 
 
 def start_gateway(work: Path, resources: str, args=(), nofile: int | None = None) -> Gateway:
-    res = work / "resources"
-    res.mkdir(parents=True, exist_ok=True)
-    (res / "resources.yaml").write_text(resources)
-    admin_key = "tg-" + secrets.token_urlsafe(24)
-    cmd = [str(bin_dir() / "tollgate"), "up", "--listen", "127.0.0.1:0", "--database",
-           f"sqlite://{work}/t.db", "--resources", str(res), *args]
-    if nofile:
-        # The hard limit too: the gateway raises its soft limit to the hard one at start.
-        cmd = ["prlimit", f"--nofile={nofile}:{nofile}", "--", *cmd]
-    p = Proc(cmd, env={"TOLLGATE_ADMIN_KEY": admin_key}, cwd=work)
-    try:
-        url = p.wait_for(r"listening on (http://\S+)").group(1)
-        deadline = time.monotonic() + 15
-        while httpx.get(url + "/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    except BaseException:
-        p.stop()
-        raise
-    return Gateway(url, admin_key, p)
+    # The hard limit too: the gateway raises its soft limit to the hard one at start.
+    wrap = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] if nofile else []
+    return Gateway(common.start_tollgate(work, resources, args=args, wrap=wrap))
 
 
 @pytest.fixture

@@ -147,15 +147,16 @@ class Tollgate:
 
 
 def start_tollgate(work: Path, resources: str, database: str | None = None, args=(), env=None,
-                   admin_key: str | None = None) -> Tollgate:
-    """Runs `tollgate up` on a free port with `resources` (YAML text) and waits until ready."""
+                   admin_key: str | None = None, wrap=()) -> Tollgate:
+    """Runs `tollgate up` on a free port with `resources` (YAML text) and waits until ready.
+    `wrap` goes before the command (`prlimit --nofile=256:256 --`)."""
     res = work / "resources"
     res.mkdir(parents=True, exist_ok=True)
     (res / "resources.yaml").write_text(resources)
     admin_key = admin_key or "tg-" + secrets.token_urlsafe(24)
     env = {"TOLLGATE_ADMIN_KEY": admin_key, **(env or {})}
     p = Proc(
-        [str(bin_dir() / "tollgate"), "up", "--listen", "127.0.0.1:0", "--database",
+        [*wrap, str(bin_dir() / "tollgate"), "up", "--listen", "127.0.0.1:0", "--database",
          database or f"sqlite://{work}/t.db", "--resources", str(res), *args],
         env=env,
         cwd=work,
