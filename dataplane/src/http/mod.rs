@@ -122,7 +122,10 @@ pub async fn read_body_within(
     }
     let deadline = tokio::time::Instant::now() + timeouts.total;
     let mut body = body;
-    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(8 << 10, |n| n as usize).min(limit));
+    // NB: a declared length is only a claim; a caller that announces 4 MiB and sends nothing
+    // gets no 4 MiB buffer. The buffer grows with what arrives.
+    let mut buf =
+        bytes::BytesMut::with_capacity(declared.map_or(8 << 10, |n| n as usize).min(limit).min(64 << 10));
     loop {
         let wait = timeouts.idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let frame = match tokio::time::timeout(wait, body.frame()).await {
