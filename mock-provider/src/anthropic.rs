@@ -192,14 +192,7 @@ async fn respond(state: &AppState, req: Request) -> Result<Response, Response> {
     }
     let cut = ex.prepare(state).await?;
 
-    let mut prompt_bytes = 0usize;
-    let mut add = |text: &str| prompt_bytes += text.len();
-    if let Some(system) = &request.system {
-        system.visit_texts(&mut add);
-    }
-    for message in &request.messages {
-        message.content.visit_texts(&mut add);
-    }
+    let prompt_bytes = prompt_bytes(request.system.as_ref(), &request.messages);
     let last_user = request
         .messages
         .iter()
@@ -248,6 +241,52 @@ async fn respond(state: &AppState, req: Request) -> Result<Response, Response> {
         usage: Usage { input_tokens, output_tokens: reply.completion_tokens },
     });
     Ok(delivery::json(body, cut, ex.kill).await)
+}
+
+/// The prompt's UTF-8 bytes: `system`, every message's text, and text inside tool results.
+fn prompt_bytes(system: Option<&Content>, messages: &[InMessage]) -> usize {
+    let mut bytes = 0usize;
+    let mut add = |text: &str| bytes += text.len();
+    if let Some(system) = system {
+        system.visit_texts(&mut add);
+    }
+    for message in messages {
+        message.content.visit_texts(&mut add);
+    }
+    bytes
+}
+
+#[derive(Deserialize)]
+struct CountTokensRequest {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    system: Option<Content>,
+    #[serde(default)]
+    messages: Option<Vec<InMessage>>,
+}
+
+#[derive(Serialize)]
+struct TokenCount {
+    input_tokens: u64,
+}
+
+/// `POST /v1/messages/count_tokens`: the `input_tokens` a `/v1/messages` request with the
+/// same `system` and `messages` would report. Latency and faults apply as on `messages`.
+pub(crate) async fn count_tokens(State(state): State<AppState>, req: Request) -> Response {
+    count(&state, req).await.unwrap_or_else(identity)
+}
+
+async fn count(state: &AppState, req: Request) -> Result<Response, Response> {
+    let ex = Exchange::receive(Flavor::Anthropic, req).await?;
+    let request: CountTokensRequest = ex.parse()?;
+    if request.model.is_none() {
+        return Err(ex.flavor.bad_request("model: Field required"));
+    }
+    let messages = request.messages.ok_or_else(|| ex.flavor.bad_request("messages: Field required"))?;
+    let cut = ex.prepare(state).await?;
+    let input_tokens = (prompt_bytes(request.system.as_ref(), &messages) as u64).div_ceil(4);
+    Ok(delivery::json(json_bytes(&TokenCount { input_tokens }), cut, ex.kill).await)
 }
 
 /// The documented event sequence: `message_start`; per content block `content_block_start`

@@ -5,7 +5,7 @@
 //! 1. [`router`] stamps every request with a serial number and, on the way out, stamps the
 //!    response with `x-mock-request-id`, `x-mock-auth` and (on request)
 //!    `x-mock-seen-headers` (`stamp`).
-//! 2. The endpoint handler (`openai`, `anthropic`, `embeddings`) parses the `x-mock-*`
+//! 2. The endpoint handler (`openai`, `responses`, `anthropic`, `embeddings`) parses the `x-mock-*`
 //!    control headers (`control`) and the JSON body, waits the configured latency, and
 //!    decides whether a [`Fault`] applies (header first, then [`MockConfig`]).
 //! 3. The reply is computed deterministically from the request (`reply`): same request,
@@ -26,8 +26,10 @@ mod fault;
 mod flavor;
 mod openai;
 mod reply;
+mod responses;
 mod server;
 mod stamp;
+mod structured;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -136,7 +138,9 @@ pub fn router(config: MockConfig) -> Router {
         .route("/openai/deployments/{deployment}/chat/completions", post(openai::azure_chat))
         .route("/v1/embeddings", post(embeddings::openai))
         .route("/openai/deployments/{deployment}/embeddings", post(embeddings::azure))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/models", get(openai::models))
         .route("/healthz", get(healthz))
         .fallback(flavor::not_found)

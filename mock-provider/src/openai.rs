@@ -13,6 +13,7 @@ use crate::delivery::{self, SseBuilder, json_bytes};
 use crate::exchange::{Exchange, unix_now};
 use crate::flavor::Flavor;
 use crate::reply::{Finish, Reply, argument_fragments, text_pieces};
+use crate::structured;
 
 #[derive(Deserialize)]
 struct ChatRequest {
@@ -27,6 +28,23 @@ struct ChatRequest {
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    response_format: Option<ResponseFormat>,
+}
+
+/// `response_format`: `json_schema` gets a structured reply.
+#[derive(Deserialize)]
+struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    json_schema: Option<JsonSchema>,
+}
+
+#[derive(Deserialize)]
+struct JsonSchema {
+    #[serde(default)]
+    schema: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -214,7 +232,11 @@ async fn complete(state: &AppState, deployment: Option<String>, req: Request) ->
         .unwrap_or_default();
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
     let tool_results = request.messages.iter().filter(|m| m.role == "tool").count();
-    let reply = Reply::compose(&ex.control, &last_user, tool_results, max_tokens);
+    let structured = request.response_format.as_ref().and_then(|format| {
+        let schema = format.json_schema.as_ref().and_then(|s| s.schema.as_ref());
+        structured::reply_for(Some(&format.kind), schema)
+    });
+    let reply = Reply::compose_structured(&ex.control, &last_user, structured, tool_results, max_tokens);
     let prompt_tokens = (prompt_bytes as u64).div_ceil(4);
     let usage = Usage {
         prompt_tokens,

@@ -41,6 +41,18 @@ impl<'c> Reply<'c> {
         tool_results: usize,
         max_tokens: Option<u64>,
     ) -> Self {
+        Self::compose_structured(control, last_user_text, None, tool_results, max_tokens)
+    }
+
+    /// [`Self::compose`] for a request that asked for structured output: `structured` (see
+    /// `crate::structured`) replaces the default quote, below `x-mock-reply`.
+    pub(crate) fn compose_structured(
+        control: &'c Control,
+        last_user_text: &str,
+        structured: Option<String>,
+        tool_results: usize,
+        max_tokens: Option<u64>,
+    ) -> Self {
         let calls_due = control.tool_rounds.is_none_or(|rounds| tool_results < rounds);
         if let Some(calls) = control.tool_calls.as_deref().filter(|_| calls_due) {
             let argument_bytes: usize = calls.iter().map(|c| c.arguments.get().len()).sum();
@@ -51,10 +63,11 @@ impl<'c> Reply<'c> {
                 finish: Finish::ToolCalls,
             };
         }
-        let mut text = match &control.reply {
-            Some(reply) => reply.clone(),
-            None if last_user_text.is_empty() => "Mock reply.".to_owned(),
-            None => {
+        let mut text = match (&control.reply, structured) {
+            (Some(reply), _) => reply.clone(),
+            (None, Some(json)) => json,
+            (None, None) if last_user_text.is_empty() => "Mock reply.".to_owned(),
+            (None, None) => {
                 let quote = match last_user_text.char_indices().nth(QUOTE_CHARS) {
                     Some((end, _)) => &last_user_text[..end],
                     None => last_user_text,
