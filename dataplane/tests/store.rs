@@ -66,6 +66,52 @@ async fn exercise(store: Store) {
     assert_eq!(store.budget_spent("default/b", 7).await.unwrap(), (0..100).sum::<u64>());
     assert_eq!(store.budget_spent("default/b", 8).await.unwrap(), 0);
     assert!(store.has_usage("r5").await.unwrap() && !store.has_usage("nope").await.unwrap());
+
+    responses(&store).await;
+}
+
+/// Stored Responses API answers: chains, principal scoping, deletion and pruning.
+async fn responses(store: &Store) {
+    use serde_json::json;
+    use tollgate_dataplane::store::StoredResponse;
+    let put = |id: &str, prev: Option<&str>, who: &str, at: i64, text: &str| StoredResponse {
+        id: id.into(),
+        principal_kind: "agent".into(),
+        principal_name: who.into(),
+        created_at_ms: at,
+        previous_response_id: prev.map(Into::into),
+        model: "m".into(),
+        input_items: json!([{"id": format!("in_{id}"), "type": "message", "role": "user", "content": text}]),
+        response: json!({"id": id, "output": [{"id": format!("out_{id}"), "type": "message", "role": "assistant"}]}),
+    };
+    store.put_response(&put("r1", None, "bot", 10, "one")).await.unwrap();
+    store.put_response(&put("r2", Some("r1"), "bot", 20, "two")).await.unwrap();
+    store.put_response(&put("r3", Some("r2"), "bot", 30, "three")).await.unwrap();
+    store.put_response(&put("x1", Some("r3"), "eve", 40, "other")).await.unwrap();
+    let ids = |items: Vec<serde_json::Value>| -> Vec<String> {
+        items.iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let whole = store.conversation("r3", "agent", "bot", 100).await.unwrap().unwrap();
+    assert_eq!(ids(whole), ["in_r1", "out_r1", "in_r2", "out_r2", "in_r3", "out_r3"]);
+    // A bounded depth keeps the newest links.
+    let recent = store.conversation("r3", "agent", "bot", 2).await.unwrap().unwrap();
+    assert_eq!(ids(recent), ["in_r2", "out_r2", "in_r3", "out_r3"]);
+    let listed = store.response_input_items("r3", "agent", "bot", 100).await.unwrap().unwrap();
+    assert_eq!(ids(listed), ["in_r1", "out_r1", "in_r2", "out_r2", "in_r3"]);
+    // Another principal's response is absent, and so is a chain through one.
+    assert!(store.get_response("r1", "agent", "eve").await.unwrap().is_none());
+    assert!(store.conversation("x1", "agent", "eve", 100).await.unwrap().is_none());
+    assert!(!store.delete_response("r1", "agent", "eve").await.unwrap());
+    assert_eq!(store.get_response("r2", "agent", "bot").await.unwrap().unwrap().response["id"], "r2");
+    // A deleted ancestor breaks the conversation (chaining on it is a 404) but the listing
+    // of what is left still works.
+    assert!(store.delete_response("r2", "agent", "bot").await.unwrap());
+    assert!(store.get_response("r2", "agent", "bot").await.unwrap().is_none());
+    assert!(store.conversation("r3", "agent", "bot", 100).await.unwrap().is_none());
+    assert_eq!(ids(store.response_input_items("r3", "agent", "bot", 100).await.unwrap().unwrap()), ["in_r3"]);
+    assert_eq!(store.prune_responses(35).await.unwrap(), 2);
+    assert!(store.get_response("r3", "agent", "bot").await.unwrap().is_none());
+    assert!(store.get_response("x1", "agent", "eve").await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -56,6 +56,9 @@ pub enum JobError {
     /// Old safety findings cannot be deleted.
     #[error("pruning safety findings: {0}")]
     PruneFindings(#[source] tollgate_dataplane::Error),
+    /// Old stored Responses API answers cannot be deleted.
+    #[error("pruning stored responses: {0}")]
+    PruneResponses(#[source] tollgate_dataplane::Error),
     /// A budget's counters cannot be read.
     #[error("reading the counters of budget {budget}: {source}")]
     BudgetCounters {
@@ -157,7 +160,7 @@ async fn key_expiry(cp: ControlPlane) -> Result<String, JobError> {
 }
 
 /// Deletes ledger rows older than the retention, but never newer than what the rollups
-/// cover, and safety findings older than the retention.
+/// cover, and safety findings and stored Responses API answers older than the retention.
 async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, JobError> {
     let jobs = cp.sql.jobs().await.map_err(JobError::JobRecords)?;
     let Some(rolled) = jobs.iter().find(|j| j.name == "usage-rollups").and_then(|j| j.last_success_ms) else {
@@ -171,7 +174,14 @@ async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, Jo
         .prune_findings(now_ms().saturating_sub(retention_ms))
         .await
         .map_err(JobError::PruneFindings)?;
-    Ok(format!("{n} ledger rows before {cutoff} and {findings} safety findings pruned"))
+    let responses = cp
+        .store
+        .prune_responses(now_ms().saturating_sub(retention_ms))
+        .await
+        .map_err(JobError::PruneResponses)?;
+    Ok(format!(
+        "{n} ledger rows before {cutoff}, {findings} safety findings and {responses} stored responses pruned"
+    ))
 }
 
 /// Publishes every budget's remaining amount as a metric (the gateway's counters are the

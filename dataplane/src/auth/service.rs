@@ -26,6 +26,12 @@ impl KeyService {
         Ok(Self { store, cache })
     }
 
+    /// The database the keys live in (also holding the data plane's other state, such as
+    /// stored Responses API answers).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Re-reads every key (picks up keys and revocations made by other replicas).
     pub async fn reload(&self) -> Result<()> {
         self.cache.replace_all(self.store.list_keys().await?);

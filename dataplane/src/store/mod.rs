@@ -40,8 +40,10 @@ macro_rules! with_pool {
 mod breakers;
 mod findings;
 mod published;
+mod responses;
 pub use breakers::BreakerRow;
 pub use findings::FindingQuery;
+pub use responses::StoredResponse;
 
 /// Decodes a `virtual_keys` row (a macro because the row type differs per backend).
 macro_rules! key_from_row {
