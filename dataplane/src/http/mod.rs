@@ -3,6 +3,7 @@
 
 mod models;
 mod proxy;
+mod responses_state;
 pub mod server;
 pub mod validate;
 
@@ -28,9 +29,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions).fallback(method_not_allowed))
         .route("/v1/messages", post(messages).fallback(method_not_allowed_anthropic))
+        .route("/v1/responses", post(responses).fallback(method_not_allowed))
         .route("/v1/embeddings", post(embeddings).fallback(method_not_allowed))
         .route("/v1/models", get(models::list).fallback(method_not_allowed))
         .route("/v1/models/{*model}", get(models::get_one).fallback(method_not_allowed))
+        .route(
+            "/v1/responses/{id}",
+            get(responses_state::retrieve).delete(responses_state::delete).fallback(method_not_allowed),
+        )
+        .route(
+            "/v1/responses/{id}/input_items",
+            get(responses_state::input_items).fallback(method_not_allowed),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         // The gRPC runtime service shares the port (HTTP/2, h2c or TLS-terminated).
@@ -45,6 +55,10 @@ async fn chat_completions(State(shared): State<Arc<Shared>>, request: Request) -
 
 async fn messages(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     proxy::handle(shared, proxy::Endpoint::Messages, request).await
+}
+
+async fn responses(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    proxy::handle(shared, proxy::Endpoint::Responses, request).await
 }
 
 async fn embeddings(State(shared): State<Arc<Shared>>, request: Request) -> Response {

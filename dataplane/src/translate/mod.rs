@@ -23,6 +23,7 @@
 
 mod request;
 mod response;
+mod responses;
 mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,10 @@ use serde_json::{Map, Value, json};
 
 pub use request::{anthropic_request_to_openai, openai_request_to_anthropic};
 pub use response::{anthropic_response_to_openai, openai_response_to_anthropic};
+pub use responses::{
+    ChatToResponsesStream, ResponseMeta, chat_response_to_responses, normalize_input_items,
+    responses_request_to_chat, responses_usage, usage_json as responses_usage_json,
+};
 pub use stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 
 /// Token counts of one call, normalised across formats.

@@ -4,6 +4,7 @@
 
 mod admission;
 mod guard;
+mod responses;
 mod stream;
 mod upstream;
 
@@ -57,6 +58,8 @@ pub enum Endpoint {
     ChatCompletions,
     /// `POST /v1/messages`
     Messages,
+    /// `POST /v1/responses` (served through the chat form)
+    Responses,
     /// `POST /v1/embeddings`
     Embeddings,
 }
@@ -65,7 +68,7 @@ impl Endpoint {
     fn format(self) -> ApiFormat {
         match self {
             Self::Messages => ApiFormat::Anthropic,
-            Self::ChatCompletions | Self::Embeddings => ApiFormat::OpenAi,
+            Self::ChatCompletions | Self::Responses | Self::Embeddings => ApiFormat::OpenAi,
         }
     }
 
@@ -73,13 +76,14 @@ impl Endpoint {
         match self {
             Self::ChatCompletions => "chat.completions",
             Self::Messages => "messages",
+            Self::Responses => "responses",
             Self::Embeddings => "embeddings",
         }
     }
 
     fn operation(self) -> GenAiOperation {
         match self {
-            Self::ChatCompletions | Self::Messages => GenAiOperation::Chat,
+            Self::ChatCompletions | Self::Messages | Self::Responses => GenAiOperation::Chat,
             Self::Embeddings => GenAiOperation::Embeddings,
         }
     }
@@ -87,7 +91,8 @@ impl Endpoint {
     fn wire(self) -> Wire {
         match self {
             Self::Messages => Wire::Anthropic,
-            Self::ChatCompletions | Self::Embeddings => Wire::OpenAi,
+            // NB: a Responses body is decoded into the chat form before anything reads it.
+            Self::ChatCompletions | Self::Responses | Self::Embeddings => Wire::OpenAi,
         }
     }
 }
@@ -113,6 +118,8 @@ pub(super) struct Ctx {
     attempts: u32,
     /// The safety policies that apply to this caller.
     policy: Option<Arc<crate::safety::PolicySet>>,
+    /// A Responses API call: how to encode and store its answer.
+    responses: Option<Arc<responses::ResponsesRequest>>,
 }
 
 /// Guards that must live as long as the response: they count it in flight until dropped.
@@ -178,6 +185,7 @@ pub async fn handle(shared: Arc<Shared>, endpoint: Endpoint, request: Request) -
         held: Held::default(),
         attempts: 0,
         policy: None,
+        responses: None,
     };
     let result = if shared.in_flight.is_closed() {
         Err(shutting_down())
@@ -327,7 +335,17 @@ async fn run(
     if ctx.endpoint != Endpoint::Embeddings {
         apply_preferred_model(shared, &key.principal, &mut value)?;
     }
+    if ctx.endpoint == Endpoint::Responses {
+        let (chat, request) = responses::prepare(shared, &key, value).await?;
+        value = chat;
+        ctx.responses = Some(Arc::new(request));
+    }
     let (model, stream, include_usage) = match ctx.endpoint {
+        Endpoint::Responses => {
+            let i = validate::chat_completions(&value)?;
+            // The encoder reports usage itself, in `response.completed`.
+            (i.model, i.stream, false)
+        }
         Endpoint::ChatCompletions => {
             let i = validate::chat_completions(&value)?;
             (i.model, i.stream, i.include_usage)
@@ -350,7 +368,9 @@ async fn run(
         let check = move |policy: &crate::safety::PolicySet, value: &Value| {
             let verdict = span.in_scope(|| match endpoint {
                 Endpoint::Embeddings => policy.check_embeddings_input(value),
-                Endpoint::ChatCompletions | Endpoint::Messages => policy.check_request(value, wire),
+                Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses => {
+                    policy.check_request(value, wire)
+                }
             });
             guard::record_verdict(&span, &verdict.findings);
             verdict
@@ -573,7 +593,7 @@ fn resolve<'r>(
     let wanted = if endpoint == Endpoint::Embeddings { ModelKind::Embedding } else { ModelKind::Chat };
     if route.kind != wanted {
         let hint = match route.kind {
-            ModelKind::Chat => "a chat model; use /v1/chat/completions or /v1/messages",
+            ModelKind::Chat => "a chat model; use /v1/chat/completions, /v1/responses or /v1/messages",
             ModelKind::Embedding => "an embedding model; use /v1/embeddings",
         };
         return Err(ApiError::invalid(format!("model {model:?} is {hint}"), Some("model".into())));

@@ -71,6 +71,8 @@ pub(super) fn stream_response(
     let principal = record.principal_kind.clone().zip(record.principal_name.clone());
     let mut extras = extras;
     let guard = extras.guard.take();
+    let responses = ctx.responses.clone();
+    let encoder = responses.as_ref().map(|r| r.stream(&model));
     let task = async move {
         let shared = shared_task;
         let StreamExtras { ticket, outstanding, held: _held, guard: _, upstream, .. } = extras;
@@ -96,6 +98,8 @@ pub(super) fn stream_response(
             client_stalled: false,
             output_cap: admitted.reserved_output,
             delta_events: 0,
+            encoder,
+            final_response: None,
         };
         let (outcome, terminator) = pump.run(first.body, first.events, idle, deadline).await;
         drop(outstanding);
@@ -154,6 +158,12 @@ pub(super) fn stream_response(
         record.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         admitted.fill(&mut record, cost);
         shared.usage.record_durable(record).await;
+        // A Responses call that completed is stored before its last event leaves.
+        if let (Some(request), Some(response), Some((kind, name))) =
+            (&responses, pump.final_response.take(), &principal)
+        {
+            request.save(&shared, (kind, name), &response).await;
+        }
         if let Some(bytes) = terminator {
             pump.send(bytes).await;
         }
@@ -199,6 +209,10 @@ pub(super) struct Pump {
     pub(super) output_cap: Option<u64>,
     /// Upstream events carrying a `delta` (the answer's pieces, plus a little framing).
     pub(super) delta_events: u64,
+    /// A Responses call: the chat chunks the caller would get become its typed events.
+    pub(super) encoder: Option<translate::ChatToResponsesStream>,
+    /// A Responses call that completed: its final Response object, to store.
+    pub(super) final_response: Option<Value>,
 }
 
 /// `delta` events a compliant stream may send beyond one per output token: per choice a
@@ -342,10 +356,14 @@ impl Pump {
         {
             match guard.openai(&mut chunk) {
                 Ok(()) => {
-                    let rewritten = serde_json::to_string(&chunk).unwrap_or_default();
                     self.content_events += 1;
                     self.first_content.get_or_insert_with(Instant::now);
-                    self.send(data_frame(&rewritten)).await;
+                    if self.encoder.is_some() {
+                        self.send_encoded(&chunk).await;
+                    } else {
+                        let rewritten = serde_json::to_string(&chunk).unwrap_or_default();
+                        self.send(data_frame(&rewritten)).await;
+                    }
                 }
                 Err(v) => self.blocked = Some(*v),
             }
@@ -353,7 +371,30 @@ impl Pump {
         }
         self.content_events += 1;
         self.first_content.get_or_insert_with(Instant::now);
+        if self.encoder.is_some() {
+            if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+                self.send_encoded(&chunk).await;
+            }
+            return;
+        }
         self.send(data_frame(data)).await;
+    }
+
+    /// Sends a chat chunk as the Responses API's events.
+    async fn send_encoded(&mut self, chunk: &Value) {
+        let Some(encoder) = &mut self.encoder else { return };
+        for (name, data) in encoder.on_chunk(chunk) {
+            self.send(event_frame(name, &data)).await;
+        }
+    }
+
+    /// Ends a Responses stream that failed: `response.failed` with the error.
+    async fn send_failed(&mut self, code: &str, message: &str) -> bool {
+        let Some(encoder) = &mut self.encoder else { return false };
+        for (name, data) in encoder.fail(code, message) {
+            self.send(event_frame(name, &data)).await;
+        }
+        true
     }
 
     pub(super) async fn send_event(&mut self, name: &str, data: &Value) {
@@ -505,6 +546,7 @@ impl Pump {
 
     /// Ends a stream that completed: sends all but the final frame, which goes to `held`.
     pub(super) async fn finish(&mut self, held: &mut Option<Bytes>) -> Option<&'static str> {
+        let responses = self.encoder.is_some();
         match &mut self.mode {
             StreamMode::OpenAiPassthrough { .. } => *held = Some(data_frame("[DONE]")),
             StreamMode::AnthropicPassthrough => {
@@ -533,6 +575,16 @@ impl Pump {
         if let Some(v) = self.blocked.take() {
             *held = None;
             return self.block(&v).await;
+        }
+        if responses && let Some(encoder) = &mut self.encoder {
+            // `response.completed` takes the place of `[DONE]`, held back the same way.
+            let (mut events, response) = encoder.finish(self.usage);
+            let last = events.pop();
+            for (name, data) in events {
+                self.send(event_frame(name, &data)).await;
+            }
+            *held = last.map(|(name, data)| event_frame(name, &data));
+            self.final_response = Some(response);
         }
         if self.client_gone { Some("client_disconnected") } else { None }
     }
@@ -563,6 +615,9 @@ impl Pump {
     /// caller's format (naming policy, rule and location, never the matched text).
     pub(super) async fn block(&mut self, v: &crate::safety::Violation) -> Option<&'static str> {
         let error = guard::violation_error(v);
+        if self.send_failed(error.code, &error.message).await {
+            return Some("policy_violation");
+        }
         match self.mode.client_format() {
             ApiFormat::OpenAi => {
                 let data = serde_json::to_string(&error.body(ApiFormat::OpenAi)).unwrap_or_default();
@@ -602,6 +657,9 @@ impl Pump {
     /// Ends a stream that broke: an error event in the caller's format, then the end.
     pub(super) async fn fail(&mut self, class: &'static str, message: &str) -> Option<&'static str> {
         let error = ApiError::bad_gateway(class, message);
+        if self.send_failed(class, message).await {
+            return Some(class);
+        }
         match self.mode.client_format() {
             ApiFormat::OpenAi => {
                 let data = serde_json::to_string(&error.body(ApiFormat::OpenAi)).unwrap_or_default();

@@ -535,6 +535,15 @@ async fn finish_json(
     // NB: the record is committed before the answer leaves: a caller that got a complete
     // response always has a durable usage record.
     shared.usage.record_durable(record).await;
+    if let Some(request) = ctx.responses.clone() {
+        // A Responses call: the (checked) chat answer becomes a Response object, stored
+        // before it leaves so that a caller can chain on it at once.
+        let response = request.encode(served_model, &out);
+        if let Some(k) = &ctx.key {
+            request.save(shared, (k.principal.kind.as_str(), &k.principal.name), &response).await;
+        }
+        out = Bytes::from(serde_json::to_vec(&response).unwrap_or_default());
+    }
     let mut response = Response::new(Body::from(out));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
