@@ -60,3 +60,37 @@ def test_errors(client, tollgate):
         client.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     with pytest.raises(anthropic.BadRequestError):
         client.messages.create(model="claude-mock", max_tokens=5, messages=[{"role": "system", "content": "x"}])
+
+
+def test_count_tokens(client, tollgate):
+    short = client.messages.count_tokens(model="claude-mock", messages=[{"role": "user", "content": "hi"}])
+    longer = client.messages.count_tokens(model="claude-mock", system="be nice", tools=[TOOL],
+                                          messages=[{"role": "user", "content": "hi " * 200}])
+    assert 0 < short.input_tokens < longer.input_tokens
+    # Counting is free: nothing goes upstream (the mock would answer a fault header).
+    free = client.messages.count_tokens(model="claude-mock", messages=[{"role": "user", "content": "hi"}],
+                                        extra_headers={"x-mock-fault": "500:1"})
+    assert free.input_tokens == short.input_tokens
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="claude-nope", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.BadRequestError) as e:
+        client.messages.count_tokens(model="claude-mock", messages=[{"role": "system", "content": "x"}])
+    assert e.value.body["type"] == "error" and e.value.body["error"]["type"] == "invalid_request_error"
+    limited = anthropic.Anthropic(base_url=tollgate.url, api_key=tollgate.create_key("dora", models=["mock-1"]), max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        limited.messages.count_tokens(model="claude-mock", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=tollgate.url, api_key="tg-wrong", max_retries=0).messages.count_tokens(
+            model="claude-mock", messages=[{"role": "user", "content": "x"}])
+
+
+def test_models_in_anthropic_shape(client, tollgate):
+    ids = sorted(m.id for m in client.models.list())
+    assert ids == ["claude-mock", "mock-1", "mock-embedding-1", "remote-mock"]
+    one = client.models.retrieve("claude-mock")
+    assert one.type == "model" and one.id == "claude-mock" and one.display_name
+    with pytest.raises(anthropic.NotFoundError) as e:
+        client.models.retrieve("claude-nope")
+    assert e.value.body["type"] == "error"
+    limited = anthropic.Anthropic(base_url=tollgate.url, api_key=tollgate.create_key("erin", models=["mock-1"]), max_retries=0)
+    assert [m.id for m in limited.models.list()] == ["mock-1"]

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): OpenAI- and Anthropic-compatible endpoints, health and readiness.
 //! One [`router`] serves `main`, the standalone CLI and the tests.
 
+mod count_tokens;
 mod models;
 mod proxy;
 mod responses_state;
@@ -29,6 +30,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions).fallback(method_not_allowed))
         .route("/v1/messages", post(messages).fallback(method_not_allowed_anthropic))
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens::count_tokens).fallback(method_not_allowed_anthropic),
+        )
         .route("/v1/responses", post(responses).fallback(method_not_allowed))
         .route("/v1/embeddings", post(embeddings).fallback(method_not_allowed))
         .route("/v1/models", get(models::list).fallback(method_not_allowed))
