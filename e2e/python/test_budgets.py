@@ -70,6 +70,23 @@ def pg_database():
         subprocess.run(["psql", PG_ADMIN, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
 
 
+def test_responses_api_is_charged_and_refused_like_chat(tmp_path):
+    t = start_tollgate(tmp_path, PRICED.replace("LIMIT", "4"))
+    try:
+        client = OpenAI(base_url=t.url + "/v1", api_key=t.create_key("alice"), max_retries=0)
+        first = client.responses.create(model="mock-1", input="a question with a long answer", max_output_tokens=2)
+        assert first.usage.output_tokens == 2 and first.status == "incomplete"
+        events = list(client.responses.create(model="mock-1", input="again please", max_output_tokens=2, stream=True))
+        assert events[-1].type == "response.incomplete" and events[-1].response.usage.output_tokens == 2
+        with pytest.raises(openai.RateLimitError) as e:
+            client.responses.create(model="mock-1", input="one more", max_output_tokens=2)
+        assert e.value.body["code"] == "budget_exceeded"
+        budgets = t.cli("budget", "list", "--json").stdout
+        assert '"spent": "4.000000"' in budgets
+    finally:
+        t.proc.stop()
+
+
 def test_two_gateways_sharing_redis_and_postgres_never_overspend(tmp_path, pg_database):
     prefix = f"e2e-{uuid.uuid4().hex[:8]}"
     args = ["--redis", "redis://127.0.0.1:6379", "--redis-prefix", prefix]

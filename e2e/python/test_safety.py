@@ -215,3 +215,38 @@ def test_check_api_and_cli(gw):
     blocked = gw.cli("policy", "test", "--policy", "strict", f"key {AWS}", check=False)
     assert blocked.returncode == 3 and blocked.stdout.startswith("block")
     assert gw.admin("POST", "/api/v1/safety/check", json={"policy": "nope", "text": "x"}).status_code == 404
+
+
+def test_responses_api_is_governed_like_chat(gw):
+    c = client(gw, gw.alice)
+    with pytest.raises(openai.BadRequestError) as e:
+        c.responses.create(model="mock-1", input=f"my key is {AWS}")
+    assert e.value.body["code"] == "policy_violation" and AWS not in json.dumps(e.value.body)
+    r = c.responses.create(model="mock-1", input=f"mail {EMAIL} now")
+    assert r.output_text == "Mock reply to: mail [REDACTED:EMAIL] now"
+    # What is stored (and listed, and sent again with previous_response_id) is what the
+    # provider saw, not the address.
+    items = c.responses.input_items.list(r.id)
+    assert EMAIL not in items.model_dump_json()
+    assert EMAIL not in c.responses.retrieve(r.id).model_dump_json()
+    out = c.responses.create(model="mock-1", input="contact?", extra_headers={"x-mock-reply": f"write to {EMAIL} today"})
+    assert out.output_text == "write to [REDACTED:EMAIL] today"
+    streamed = list(c.responses.create(model="mock-1", input="contact?", stream=True,
+                                       extra_headers={"x-mock-reply": f"write to {EMAIL} today"}))
+    assert "".join(e.delta for e in streamed if e.type == "response.output_text.delta") == "write to [REDACTED:EMAIL] today"
+    assert EMAIL not in json.dumps([e.model_dump() for e in streamed])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_output_block(gw, stream):
+    c = client(gw, gw.alice)
+    kw = dict(model="mock-1", input="key?", extra_headers={"x-mock-reply": f"here: {AWS} enjoy"})
+    if stream:
+        events = list(c.responses.create(stream=True, **kw))
+        assert events[-1].type == "response.failed"
+        assert "policy" in events[-1].response.error.message
+        assert AWS not in json.dumps([e.model_dump() for e in events])
+    else:
+        with pytest.raises(openai.APIError) as e:
+            c.responses.create(**kw)
+        assert "policy" in str(e.value) and AWS not in str(e.value)

@@ -398,7 +398,12 @@ async fn run(
         );
         match verdict.outcome {
             crate::safety::Outcome::Allow => {}
-            crate::safety::Outcome::Redact(redacted) => value = redacted,
+            crate::safety::Outcome::Redact(redacted) => {
+                value = redacted;
+                if let Some(request) = ctx.responses.as_mut().and_then(Arc::get_mut) {
+                    request.redact_input(&policy);
+                }
+            }
             crate::safety::Outcome::Block(v) => return Err(guard::violation_error(&v)),
         }
         ctx.policy = Some(policy);

@@ -74,6 +74,30 @@ pub(super) async fn prepare(
 }
 
 impl ResponsesRequest {
+    /// Applies the input policy's redactions to the input items kept for storage, so what
+    /// is stored, listed and sent again with `previous_response_id` is what the provider
+    /// saw. Called only when the request itself was redacted.
+    pub(super) fn redact_input(&mut self, policy: &crate::safety::PolicySet) {
+        fn walk(value: &mut Value, policy: &crate::safety::PolicySet) {
+            match value {
+                Value::String(text) => {
+                    let verdict = policy.check_text(text, crate::safety::Stage::Input);
+                    if let crate::safety::Outcome::Redact(Value::String(redacted)) = verdict.outcome {
+                        *text = redacted;
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|v| walk(v, policy)),
+                Value::Object(fields) => fields
+                    .iter_mut()
+                    // NB: ids, types and roles are the API's own words, never the caller's text.
+                    .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "role" | "status" | "call_id"))
+                    .for_each(|(_, v)| walk(v, policy)),
+                _ => {}
+            }
+        }
+        self.input_items.iter_mut().for_each(|item| walk(item, policy));
+    }
+
     /// The Response object for a chat answer (`out`, as the caller would have got it).
     pub(super) fn encode(&self, model: &str, out: &[u8]) -> Value {
         let chat = serde_json::from_slice::<Value>(out).unwrap_or(Value::Null);
