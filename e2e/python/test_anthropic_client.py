@@ -94,3 +94,16 @@ def test_models_in_anthropic_shape(client, tollgate):
     assert e.value.body["type"] == "error"
     limited = anthropic.Anthropic(base_url=tollgate.url, api_key=tollgate.create_key("erin", models=["mock-1"]), max_retries=0)
     assert [m.id for m in limited.models.list()] == ["mock-1"]
+
+
+def test_unknown_v1_paths_name_the_endpoints(tollgate, dev_key):
+    import httpx
+    for headers, shape in [({"authorization": f"Bearer {dev_key}"}, "openai"),
+                           ({"x-api-key": dev_key, "anthropic-version": "2023-06-01"}, "anthropic")]:
+        r = httpx.post(tollgate.url + "/v1/batches", headers=headers, json={})
+        assert r.status_code == 404
+        body = r.json()
+        if shape == "anthropic":
+            assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
+        message = body["error"]["message"]
+        assert "/v1/batches" in message and "/v1/responses" in message and "/v1/messages/count_tokens" in message

@@ -78,15 +78,26 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// The JSON 404 of an unknown path (in the Anthropic format under `/v1/messages`).
+/// The endpoints an unknown path's 404 names.
+const SERVED: &str = "POST /v1/chat/completions, POST /v1/responses, GET|DELETE /v1/responses/{id}, \
+GET /v1/responses/{id}/input_items, POST /v1/messages, POST /v1/messages/count_tokens, \
+POST /v1/embeddings, GET /v1/models, GET /v1/models/{model}";
+
+/// The JSON 404 of an unknown path, naming the endpoints served, in the caller's format
+/// (Anthropic's under `/v1/messages` or when the caller sends `anthropic-version`).
 pub async fn not_found(request: Request) -> Response {
-    let format = if request.uri().path().starts_with("/v1/messages") {
+    let path = request.uri().path();
+    let format = if path.starts_with("/v1/messages") || request.headers().contains_key("anthropic-version") {
         ApiFormat::Anthropic
     } else {
         ApiFormat::OpenAi
     };
-    ApiError::not_found("unknown_url", format!("unknown path {}", sanitize_path(request.uri().path())))
-        .into_response(format)
+    let message = if path.starts_with("/v1/") {
+        format!("unknown path {}; Tollgate serves {SERVED}", sanitize_path(path))
+    } else {
+        format!("unknown path {}", sanitize_path(path))
+    };
+    ApiError::not_found("unknown_url", message).into_response(format)
 }
 
 async fn method_not_allowed() -> Response {
