@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting-independent Rust tests (unit, integration, real
 # SQLite and PostgreSQL), then the black-box tests against the built binaries (official
-# `openai`, `anthropic`, LangChain and CrewAI packages, the Python SDK, curl, kubectl
+# `openai`, `anthropic`, LangChain, CrewAI and OpenAI Agents packages, the Python SDK, the
+# Node `openai` and `@anthropic-ai/sdk` packages (e2e/node), curl, kubectl
 # kustomize + kubernetes-validate for the manifests), then the dashboard's Vitest tests and
 # its end-to-end tests in Debian's Chromium against `tollgate up`; the adversarial suite
 # (e2e/adversarial: slow and silent clients, floods, huge prompts, memory, schemathesis)
 # and a short cargo-fuzz run of each fuzz target (scripts/fuzz.sh). Installs the Python
-# packages into .venv (and .venv-crewai), the npm packages into dashboard/node_modules and
+# packages into .venv (and .venv-crewai), the npm packages into dashboard/ and e2e/node/ and
 # Chromium (apt, as root) on first run; says exactly what is missing otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,11 @@ echo "== Rust tests"
 cargo test --workspace --no-fail-fast
 echo "== client tests (openai, anthropic, langchain, SDK, curl, manifests) against the built binaries"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/python
+echo "== Node client tests (openai, @anthropic-ai/sdk) against the built binaries"
+if [ ! -d e2e/node/node_modules ] || [ e2e/node/package-lock.json -nt e2e/node/node_modules/.package-lock.json ]; then
+  (cd e2e/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd e2e/node && TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" npm test --silent)
 echo "== adversarial tests (slow and silent clients, floods, huge prompts) against the built binaries"
 TOLLGATE_BIN_DIR="$CARGO_TARGET_DIR/debug" .venv/bin/pytest -q e2e/adversarial
 echo "== fuzzing: request codecs, SSE parser, resource loader (cargo fuzz, 15 s each)"
