@@ -8,6 +8,10 @@
 #   gateway  - through Tollgate: key check, routing, breaker, retries armed, durable usage record
 #   budget   - plus a hard budget (reserve + settle on the in-memory counters)
 #   all      - plus per-key rpm/tpm limits, IP-token rpm/tpm limits and a fallback chain
+# and the Responses API (POST /v1/responses) against its own baseline:
+#   rdirect  - straight to the mock's /v1/responses (the Responses baseline)
+#   responses - through Tollgate, `store: false` (decoded to the chat form, governed, encoded back)
+#   rstored  - the same with `store: true` (the API's default: the answer is written to the database)
 # Reports per-round p50/p99, the added latency of each configuration over the baseline and
 # over plain `gateway` (median over rounds), and the gateway's peak RSS (VmHWM).
 #
@@ -76,14 +80,19 @@ ALL=$(newkey '{"principal": {"kind": "developer", "name": "budgeted"}, "rpm": 10
 echo "mock at $MOCK, gateway at $GW; $ROUNDS rounds of ${SECONDS_PER_ROUND}s at $RATE req/s each"
 : >"$WORK/results"
 for round in $(seq "$ROUNDS"); do
-  for target in direct gateway budget all; do
+  for target in direct gateway budget all rdirect responses rstored; do
+    API=chat; STORE=()
     case $target in
       direct) URL="http://$MOCK"; K=""; M=mock-1 ;;
       gateway) URL="$GW"; K="$PLAIN"; M=mock-1 ;;
       budget) URL="$GW"; K="$BUDGETED"; M=mock-1 ;;
       all) URL="$GW"; K="$ALL"; M=limited-1 ;;
+      rdirect) URL="http://$MOCK"; K=""; M=mock-1; API=responses ;;
+      responses) URL="$GW"; K="$PLAIN"; M=mock-1; API=responses ;;
+      rstored) URL="$GW"; K="$PLAIN"; M=mock-1; API=responses; STORE=(--store) ;;
     esac
-    OUT=$("$BIN/tollgate-loadgen" --url "$URL" --key "$K" --model "$M" --rate "$RATE" --seconds "$SECONDS_PER_ROUND")
+    OUT=$("$BIN/tollgate-loadgen" --url "$URL" --key "$K" --model "$M" --rate "$RATE" \
+      --seconds "$SECONDS_PER_ROUND" --api "$API" "${STORE[@]}")
     echo "round $round $target $OUT"
     echo "$target $OUT" >>"$WORK/results"
   done
@@ -98,14 +107,17 @@ for t, j in rows:
 errors = sum(r["errors"] for rs in by.values() for r in rs)
 base = by["direct"]
 for p in ("p50_us", "p99_us"):
-    print(f"{p[:3]}: direct {statistics.median(r[p] for r in base)} us")
-    for t in ("gateway", "budget", "all"):
+    print(f"{p[:3]}: direct {statistics.median(r[p] for r in base)} us, "
+          f"direct /v1/responses {statistics.median(r[p] for r in by['rdirect'])} us")
+    for t in ("gateway", "budget", "all", "responses", "rstored"):
         rs = by[t]
-        added = statistics.median(b[p] - a[p] for a, b in zip(base, rs))
+        own = by["rdirect"] if t in ("responses", "rstored") else base
+        added = statistics.median(b[p] - a[p] for a, b in zip(own, rs))
         over_gw = statistics.median(b[p] - a[p] for a, b in zip(by["gateway"], rs))
-        ratio = statistics.median(b[p] / max(a[p], 1) for a, b in zip(base, rs))
-        extra = "" if t == "gateway" else f", {over_gw:+.0f} us over plain gateway"
-        print(f"  {t:8} {statistics.median(r[p] for r in rs)} us: added {added/1000:.3f} ms over direct "
+        ratio = statistics.median(b[p] / max(a[p], 1) for a, b in zip(own, rs))
+        extra = "" if t == "gateway" else f", {over_gw:+.0f} us over plain gateway (chat)"
+        over = "direct /v1/responses" if t in ("responses", "rstored") else "direct"
+        print(f"  {t:9} {statistics.median(r[p] for r in rs)} us: added {added/1000:.3f} ms over {over} "
               f"(ratio {ratio:.2f}){extra}")
 print(f"gateway peak RSS: {int(sys.argv[2]) / 1024:.1f} MiB; errors: {errors}")
 PY

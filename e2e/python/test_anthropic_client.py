@@ -67,10 +67,17 @@ def test_count_tokens(client, tollgate):
     longer = client.messages.count_tokens(model="claude-mock", system="be nice", tools=[TOOL],
                                           messages=[{"role": "user", "content": "hi " * 200}])
     assert 0 < short.input_tokens < longer.input_tokens
-    # Counting is free: nothing goes upstream (the mock would answer a fault header).
-    free = client.messages.count_tokens(model="claude-mock", messages=[{"role": "user", "content": "hi"}],
-                                        extra_headers={"x-mock-fault": "500:1"})
-    assert free.input_tokens == short.input_tokens
+    # On an Anthropic token the provider counts: the count is what the message then uses.
+    asked = [{"role": "user", "content": "hi " * 200}]
+    m = client.messages.create(model="claude-mock", max_tokens=10, messages=asked)
+    raw = client.messages.with_raw_response.count_tokens(model="claude-mock", messages=asked)
+    assert raw.parse().input_tokens == m.usage.input_tokens and "x-tollgate-token-count" not in raw.headers
+    # When the provider cannot count, and on other providers, the gateway's estimate answers.
+    failed = client.messages.with_raw_response.count_tokens(model="claude-mock", messages=asked,
+                                                            extra_headers={"x-mock-fault": "500:1"})
+    assert failed.headers["x-tollgate-token-count"] == "estimate" and failed.parse().input_tokens > 0
+    other = client.messages.with_raw_response.count_tokens(model="mock-1", messages=asked)
+    assert other.headers["x-tollgate-token-count"] == "estimate" and other.parse().input_tokens > 0
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="claude-nope", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(anthropic.BadRequestError) as e:

@@ -1,8 +1,9 @@
 //! `POST /v1/messages/count_tokens`: the Anthropic SDKs' `messages.count_tokens`. The body
-//! is a Messages request without `max_tokens`; it is validated like one, the model must be
-//! one the caller's key may use, and the answer is the gateway's own input-token count for
-//! it (the count budgets reserve against), in Anthropic's shape: `{"input_tokens": n}`.
-//! Nothing is sent upstream and nothing is charged.
+//! is a Messages request without `max_tokens`; it is validated like one and the model must
+//! be one the caller's key may use. When the model's first target is an Anthropic IP token
+//! the provider counts (the body sent as it is, with the upstream model name); otherwise, or
+//! when that call fails, the answer is the gateway's own count (the one budgets reserve
+//! by), marked `x-tollgate-token-count: estimate`. Never charged.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use super::{parse_json, read_body_within, validate};
 use crate::Shared;
 use crate::cost::estimate_input_tokens;
 use crate::error::{ApiError, ApiFormat};
-use crate::providers::Wire;
+use crate::providers::{Operation, Provider, Wire};
 
 pub async fn count_tokens(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let result = async {
@@ -29,10 +30,43 @@ pub async fn count_tokens(State(shared): State<Arc<Shared>>, request: Request) -
         )
         .await?;
         let mut value = parse_json(&bytes)?;
-        let input_tokens = count(&shared, &key, &mut value)?;
-        Ok::<_, ApiError>(Json(json!({ "input_tokens": input_tokens })).into_response())
+        let estimate = count(&shared, &key, &mut value)?;
+        if let Some(exact) = provider_count(&shared, &parts.headers, value).await {
+            return Ok(Json(json!({ "input_tokens": exact })).into_response());
+        }
+        let mut response = Json(json!({ "input_tokens": estimate })).into_response();
+        response.headers_mut().insert("x-tollgate-token-count", http::HeaderValue::from_static("estimate"));
+        Ok::<_, ApiError>(response)
     };
     result.await.unwrap_or_else(|e| e.into_response(ApiFormat::Anthropic))
+}
+
+/// The provider's own count, when the model is served by Anthropic first and it answers.
+async fn provider_count(shared: &Shared, headers: &http::HeaderMap, mut body: Value) -> Option<u64> {
+    let runtime = shared.runtime.load_full();
+    let model = body.get("model")?.as_str()?.to_owned();
+    let target = runtime.route(&model)?.targets.first()?;
+    let upstream = runtime.upstreams.get(target.ip_token)?;
+    if upstream.provider != Provider::Anthropic {
+        return None;
+    }
+    if let Value::Object(obj) = &mut body {
+        obj.remove("max_tokens");
+        obj.insert("model".into(), json!(target.upstream_model));
+    }
+    let bytes = serde_json::to_vec(&body).ok()?;
+    let request =
+        upstream.request(Operation::CountTokens, &target.upstream_model, bytes.into(), headers).ok()?;
+    let answer = async {
+        let response = shared.client.send(upstream, request).await.ok()?;
+        if !response.status().is_success() {
+            tracing::debug!(status = %response.status(), "the provider did not count; answering the estimate");
+            return None;
+        }
+        let body = axum::body::to_bytes(response.into_body(), 64 << 10).await.ok()?;
+        serde_json::from_slice::<Value>(&body).ok()?.get("input_tokens")?.as_u64()
+    };
+    tokio::time::timeout(shared.options.response_timeout, answer).await.ok().flatten()
 }
 
 /// Validates `body` (a Messages request that may leave out `max_tokens`) and counts it.

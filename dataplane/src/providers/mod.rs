@@ -40,6 +40,8 @@ pub enum Operation {
     Chat,
     /// Embeddings (OpenAI wire only).
     Embeddings,
+    /// Token counting of a message (Anthropic wire only: `/v1/messages/count_tokens`).
+    CountTokens,
 }
 
 /// The Anthropic API version Tollgate speaks.
@@ -108,6 +110,7 @@ impl Provider {
     /// a fragment), and Azure's `api-version` added to whatever query the base has.
     fn url(self, base: &Url, op: Operation, upstream_model: &str, api_version: Option<&str>) -> Url {
         let segments: &[&str] = match (self, op) {
+            (_, Operation::CountTokens) => &["messages", "count_tokens"],
             (Self::Anthropic, _) => &["messages"],
             (Self::AzureOpenAi, Operation::Chat) => &["deployments", upstream_model, "chat", "completions"],
             (Self::AzureOpenAi, Operation::Embeddings) => &["deployments", upstream_model, "embeddings"],

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// Base URL, e.g. http://127.0.0.1:8080 (the path /v1/chat/completions is appended).
+    /// Base URL, e.g. http://127.0.0.1:8080 (the API's path is appended).
     #[arg(long)]
     url: String,
     /// Bearer key (optional for the mock).
@@ -31,6 +31,12 @@ struct Args {
     /// Measured seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// The API to drive: `chat` (POST /v1/chat/completions) or `responses` (POST /v1/responses).
+    #[arg(long, default_value = "chat")]
+    api: String,
+    /// For `responses`: whether the answers are stored (the Responses API's default).
+    #[arg(long, default_value_t = false)]
+    store: bool,
     /// Unmeasured warm-up seconds.
     #[arg(long, default_value_t = 1)]
     warmup: u64,
@@ -49,11 +55,19 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build_http();
-    let uri: http::Uri = format!("{}/v1/chat/completions", args.url.trim_end_matches('/')).parse()?;
-    let body = Bytes::from(
-        serde_json::json!({"model": args.model, "messages": [{"role": "user", "content": "Say hello to the benchmark."}]})
-            .to_string(),
-    );
+    let prompt = "Say hello to the benchmark.";
+    let (path, body) = match args.api.as_str() {
+        "chat" => (
+            "chat/completions",
+            serde_json::json!({"model": args.model, "messages": [{"role": "user", "content": prompt}]}),
+        ),
+        "responses" => {
+            ("responses", serde_json::json!({"model": args.model, "input": prompt, "store": args.store}))
+        }
+        other => anyhow::bail!("unknown --api {other:?}; expected chat or responses"),
+    };
+    let uri: http::Uri = format!("{}/v1/{path}", args.url.trim_end_matches('/')).parse()?;
+    let body = Bytes::from(body.to_string());
     let samples = Arc::new(Mutex::new(Vec::<u64>::new()));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
