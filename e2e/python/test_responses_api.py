@@ -193,3 +193,16 @@ def test_usage_is_recorded(client, tollgate):
             break
         assert time.monotonic() < deadline, rows[:3]
         time.sleep(0.05)
+
+
+def test_retention_prunes_old_stored_responses(client, tollgate):
+    import sqlite3
+    old = client.responses.create(model="mock-1", input="an old answer")
+    fresh = client.responses.create(model="mock-1", input="a fresh answer")
+    with sqlite3.connect(tollgate.workdir / "t.db") as db:
+        db.execute("UPDATE responses SET created_at_ms = 0 WHERE id = ?", (old.id,))
+    r = tollgate.admin("POST", "/api/v1/scheduler/jobs/ledger-retention/run")
+    assert r.status_code == 200, r.text
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(old.id)
+    assert client.responses.retrieve(fresh.id).output_text == "Mock reply to: a fresh answer"

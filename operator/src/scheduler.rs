@@ -159,29 +159,21 @@ async fn key_expiry(cp: ControlPlane) -> Result<String, JobError> {
     Ok(format!("{n} keys expired"))
 }
 
-/// Deletes ledger rows older than the retention, but never newer than what the rollups
-/// cover, and safety findings and stored Responses API answers older than the retention.
+/// Deletes safety findings and stored Responses API answers older than the retention, and
+/// ledger rows older than the retention but never newer than what the rollups cover (none
+/// before the first rollup).
 async fn retention_job(cp: ControlPlane, retention_ms: i64) -> Result<String, JobError> {
+    let before = now_ms().saturating_sub(retention_ms);
+    let findings = cp.store.prune_findings(before).await.map_err(JobError::PruneFindings)?;
+    let responses = cp.store.prune_responses(before).await.map_err(JobError::PruneResponses)?;
+    let pruned = format!("{findings} safety findings and {responses} stored responses pruned");
     let jobs = cp.sql.jobs().await.map_err(JobError::JobRecords)?;
     let Some(rolled) = jobs.iter().find(|j| j.name == "usage-rollups").and_then(|j| j.last_success_ms) else {
-        return Ok("nothing rolled up yet; nothing pruned".to_owned());
+        return Ok(format!("nothing rolled up yet, no ledger rows pruned; {pruned}"));
     };
-    let cutoff = (now_ms().saturating_sub(retention_ms)).min(rolled - DAY_MS);
-    let cutoff = cutoff.div_euclid(DAY_MS) * DAY_MS;
+    let cutoff = before.min(rolled - DAY_MS).div_euclid(DAY_MS) * DAY_MS;
     let n = cp.sql.prune_ledger(cutoff).await.map_err(JobError::PruneLedger)?;
-    let findings = cp
-        .store
-        .prune_findings(now_ms().saturating_sub(retention_ms))
-        .await
-        .map_err(JobError::PruneFindings)?;
-    let responses = cp
-        .store
-        .prune_responses(now_ms().saturating_sub(retention_ms))
-        .await
-        .map_err(JobError::PruneResponses)?;
-    Ok(format!(
-        "{n} ledger rows before {cutoff}, {findings} safety findings and {responses} stored responses pruned"
-    ))
+    Ok(format!("{n} ledger rows before {cutoff}; {pruned}"))
 }
 
 /// Publishes every budget's remaining amount as a metric (the gateway's counters are the
